@@ -1,0 +1,34 @@
+# Two entry points, each installing what it needs on a fresh machine (see README):
+#   make synth   synthesize every stack with the shipped defaults (no AWS account needed)
+#   make test    run the test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+# Offline by construction: no credentials are looked up and botocore never probes instance metadata.
+export AWS_EC2_METADATA_DISABLED := true
+
+.PHONY: synth test install clean
+
+install: $(VENV)/.installed node_modules/.installed
+
+# Re-installs when a requirements file changes; pip check keeps the resolved set honest.
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(VENV)/bin/pip check
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+synth: install
+	npx cdk synth --quiet
+	@echo "Synthesized to cdk.out/: $$(ls cdk.out/*.template.json | xargs -n1 basename | tr '\n' ' ')"
+
+test: install
+	$(VENV)/bin/python -m pytest
+
+clean:
+	rm -rf cdk.out $(VENV) node_modules

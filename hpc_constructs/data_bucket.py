@@ -1,0 +1,50 @@
+"""The data bucket: training data, results, Lustre's S3 side and the job bridge's inbox."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy, aws_s3 as s3
+from cdk_nag import NagSuppressions
+from constructs import Construct
+
+
+class DataBucket(Construct):
+    """Private, SSE-S3 encrypted, SSL-only, versioned bucket with EventBridge notifications.
+
+    SSE-S3 rather than a KMS key: FSx data repository associations read and write the bucket with
+    FSx's service-linked role, which a customer key policy would also have to admit.
+    Server access logs go to a second bucket that expires them after ``access_log_days``.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, removal_policy: RemovalPolicy,
+                 access_log_days: int = 365) -> None:
+        super().__init__(scope, construct_id)
+        destroy = removal_policy == RemovalPolicy.DESTROY
+        common = dict(
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            enforce_ssl=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            removal_policy=removal_policy,
+            auto_delete_objects=destroy,
+        )
+        self.access_logs = s3.Bucket(
+            self, "AccessLogs", **{**common, "object_ownership": s3.ObjectOwnership.BUCKET_OWNER_PREFERRED},
+            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(access_log_days))])
+        NagSuppressions.add_resource_suppressions(self.access_logs, [{
+            "id": "AwsSolutions-S1",
+            "reason": "This is the access-log bucket of the data bucket; logging it into itself would loop.",
+        }])
+        self.bucket = s3.Bucket(
+            self, "Bucket", **common,
+            versioned=True,
+            server_access_logs_bucket=self.access_logs,
+            server_access_logs_prefix="data-bucket/",
+            lifecycle_rules=[s3.LifecycleRule(
+                abort_incomplete_multipart_upload_after=Duration.days(7),
+                noncurrent_version_expiration=Duration.days(30))],
+        )
+        # EventBridge notifications (the job bridge reacts to Object Created events), set on the
+        # CloudFormation resource: the L2 flag would add a custom-resource Lambda for the same thing.
+        cfn_bucket: s3.CfnBucket = self.bucket.node.default_child  # type: ignore[assignment]
+        cfn_bucket.add_property_override("NotificationConfiguration.EventBridgeConfiguration.EventBridgeEnabled",
+                                         True)

@@ -1,0 +1,1 @@
+"""Stacks compose constructs; all logic lives in ``hpc_constructs`` and ``settings``."""

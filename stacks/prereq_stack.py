@@ -1,0 +1,63 @@
+"""PrereqStack: everything a ParallelCluster cluster needs before the cluster itself."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import CfnOutput, Stack, Tags
+from constructs import Construct
+
+from hpc_constructs.data_bucket import DataBucket
+from hpc_constructs.key_pair import ClusterKeyPair
+from hpc_constructs.lustre import LustreFileSystem
+from hpc_constructs.network import ClusterNetwork
+from hpc_constructs.openzfs_home import OpenZfsHome
+from hpc_constructs.removal import data_removal_policy
+from hpc_constructs.security_groups import ClusterSecurityGroups
+from settings.prereq import PrereqSettings
+
+
+class PrereqStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str, *, settings: PrereqSettings, **kwargs: Any) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        data_policy = data_removal_policy(settings.destroy_data_on_delete)
+
+        self.network = ClusterNetwork(self, "Network", settings=settings.network,
+                                      with_secondary_zone=settings.openzfs.multi_az)
+        self.security_groups = ClusterSecurityGroups(self, "SecurityGroups", vpc=self.network.vpc)
+        self.data_bucket = DataBucket(self, "DataBucket", removal_policy=data_policy)
+        self.lustre = LustreFileSystem(
+            self, "Lustre", settings=settings.lustre, subnet=self.network.private_subnet,
+            security_group=self.security_groups.lustre, data_bucket=self.data_bucket.bucket,
+            removal_policy=data_policy)
+        private_subnets = [s for s in (self.network.private_subnet, self.network.secondary_private_subnet) if s]
+        self.home = OpenZfsHome(
+            self, "Home", settings=settings.openzfs, subnets=private_subnets,
+            route_tables=[s.route_table.route_table_id for s in private_subnets],
+            security_group=self.security_groups.openzfs, nfs_clients=settings.network.vpc_cidr,
+            removal_policy=data_policy)
+        self.key_pair = ClusterKeyPair(self, "KeyPair", existing_name=settings.key_pair_name)
+        Tags.of(self).add("Project", "parallelcluster-cdk")
+
+        # Output names match the awsome-distributed-training prerequisites template (seed 002).
+        self._output("VPC", self.network.vpc.vpc_id, "VPC of the cluster")
+        self._output("PublicSubnet", self.network.public_subnet.subnet_id, "Head node subnet")
+        self._output("PrimaryPrivateSubnet", self.network.private_subnet.subnet_id, "Compute subnet")
+        if self.network.secondary_private_subnet:
+            self._output("SecondaryPrivateSubnet", self.network.secondary_private_subnet.subnet_id,
+                         "Second-zone subnet (OpenZFS MULTI_AZ_1)")
+        self._output("SecurityGroup", self.security_groups.cluster.security_group_id,
+                     "Security group for every cluster node (EFA self rules)")
+        self._output("FSxLustreFilesystemId", self.lustre.file_system_id, "FSx for Lustre file system id")
+        self._output("FSxLustreFilesystemDNSname", self.lustre.dns_name, "FSx for Lustre DNS name")
+        self._output("FSxLustreFilesystemMountname", self.lustre.mount_name, "FSx for Lustre mount name")
+        self._output("FSxOpenZfsFilesystemId", self.home.file_system_id, "FSx for OpenZFS file system id")
+        self._output("FSxORootVolumeId", self.home.root_volume_id, "OpenZFS root volume (/home)")
+        self._output("DataBucketName", self.data_bucket.bucket.bucket_name, "Data bucket")
+        self._output("KeyPairName", self.key_pair.key_pair_name, "EC2 key pair for the head node")
+        if self.key_pair.private_key_parameter_name:
+            self._output("PrivateKeySsmParameter", self.key_pair.private_key_parameter_name,
+                         "SSM parameter holding the private key (aws ssm get-parameter --with-decryption)")
+
+    def _output(self, key: str, value: str, description: str) -> None:
+        CfnOutput(self, key, value=value, description=description, export_name=f"{self.stack_name}-{key}")
