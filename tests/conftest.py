@@ -1,0 +1,57 @@
+"""Shared synthesis: the app is built once per session per context, so the suite stays fast."""
+
+from __future__ import annotations
+
+import os
+
+# Before any CDK import: offline, quiet jsii.
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+
+from functools import lru_cache  # noqa: E402
+from typing import Any  # noqa: E402
+
+import pytest  # noqa: E402
+from aws_cdk import App, Aspects, Stack  # noqa: E402
+from aws_cdk.assertions import Template  # noqa: E402
+from cdk_nag import AwsSolutionsChecks  # noqa: E402
+
+from settings.context import shipped_context  # noqa: E402
+from stacks.app_builder import build  # noqa: E402
+
+
+class Synthesized:
+    """An app built from cdk.json context plus overrides, checked by cdk-nag, synthesized once."""
+
+    def __init__(self, overrides: dict[str, Any]) -> None:
+        context = {**shipped_context(), **overrides}
+        self.app = App(context=context)
+        self.stacks: dict[str, Stack] = build(self.app)
+        Aspects.of(self.app).add(AwsSolutionsChecks(verbose=True))
+        self.assembly = self.app.synth()
+        self.templates = {name: Template.from_stack(stack) for name, stack in self.stacks.items()}
+
+    def template(self, name: str) -> Template:
+        return self.templates[name]
+
+
+@lru_cache(maxsize=None)
+def _synth(frozen: tuple[tuple[str, str], ...]) -> Synthesized:
+    import json
+    return Synthesized({k: json.loads(v) for k, v in frozen})
+
+
+def synth(**overrides: Any) -> Synthesized:
+    """Cached synthesis for a given set of context overrides (values as JSON-able objects)."""
+    import json
+    return _synth(tuple(sorted((k, json.dumps(v)) for k, v in overrides.items())))
+
+
+@pytest.fixture(scope="session")
+def default_app() -> Synthesized:
+    return synth()
+
+
+@pytest.fixture(scope="session")
+def prereq(default_app: Synthesized) -> Template:
+    return default_app.template("PrereqStack")

@@ -1,0 +1,59 @@
+"""The user's real entry points: app.py and the pinned CDK CLI, offline, without credentials."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from settings.context import REPO_ROOT, shipped_context
+
+CDK = REPO_ROOT / "node_modules" / ".bin" / "cdk"
+
+
+def offline_env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    # No credentials at all, and a HOME without ~/.aws: synth must not need an account.
+    env.update(HOME=str(tmp_path), AWS_EC2_METADATA_DISABLED="true",
+               JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION="20", CDK_DISABLE_VERSION_CHECK="1")
+    return env
+
+
+def run(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, cwd=REPO_ROOT, env={**offline_env(tmp_path), **env}, capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_app_reports_bad_context_without_a_stack_trace(tmp_path: Path):
+    context = {**shipped_context(), "lustre_per_unit_storage_throughput": "200", "vpc_cidr": "10.0.0.0/33"}
+    result = run([sys.executable, "app.py"], tmp_path, CDK_CONTEXT_JSON=json.dumps(context),
+                 CDK_OUTDIR=str(tmp_path / "out"))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "context 'lustre_per_unit_storage_throughput' = '200'" in result.stderr
+    assert "use one of: 125, 250, 500, 1000" in result.stderr
+    assert "context 'vpc_cidr' = '10.0.0.0/33'" in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not CDK.exists(), reason="run `make test`: it installs the pinned CDK CLI")
+def test_pinned_cli_synthesizes_prereq_stack_offline(tmp_path: Path):
+    result = run([str(CDK), "synth", "PrereqStack", "--output", str(tmp_path / "cdk.out")], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "DeploymentType: PERSISTENT_2" in result.stdout
+    assert "Type: AWS::FSx::DataRepositoryAssociation" in result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not CDK.exists(), reason="run `make test`: it installs the pinned CDK CLI")
+def test_pinned_cli_reports_bad_context(tmp_path: Path):
+    result = run([str(CDK), "synth", "PrereqStack", "-c", "availability_zone=tokyo",
+                  "--output", str(tmp_path / "cdk.out")], tmp_path)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert "-c (command line or cdk.context.json): context 'availability_zone' = 'tokyo'" in result.stderr

@@ -1,0 +1,62 @@
+"""cdk-nag (AwsSolutions) and cfn-lint on every synthesized stack."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from aws_cdk.assertions import Annotations, Match
+
+from tests.conftest import Synthesized, synth
+
+# Every context variant that changes which resources exist gets its own compliance run.
+VARIANTS = {
+    "defaults": {},
+    "multi-az-home": {"openzfs_deployment_type": "MULTI_AZ_1", "openzfs_throughput_mbps": 160,
+                      "secondary_availability_zone": "us-east-1b"},
+    "throwaway": {"destroy_data_on_delete": True},
+}
+
+
+@pytest.fixture(scope="module", params=list(VARIANTS), ids=list(VARIANTS))
+def variant(request: pytest.FixtureRequest) -> Synthesized:
+    return synth(**VARIANTS[request.param])
+
+
+def nag_findings(app: Synthesized, level: str) -> list[str]:
+    findings = []
+    for name, stack in app.stacks.items():
+        annotations = Annotations.from_stack(stack)
+        found = (annotations.find_error if level == "error" else annotations.find_warning)(
+            "*", Match.string_like_regexp("AwsSolutions-.*"))
+        findings += [f"{name}{m.id}: {m.entry.data}" for m in found]
+    return findings
+
+
+def test_cdk_nag_has_no_unsuppressed_errors(variant: Synthesized):
+    assert nag_findings(variant, "error") == []
+
+
+def test_cdk_nag_has_no_unsuppressed_warnings(variant: Synthesized):
+    assert nag_findings(variant, "warning") == []
+
+
+def test_every_nag_suppression_gives_a_specific_reason(variant: Synthesized):
+    suppressions = [
+        (f"{name}/{logical_id}", rule)
+        for name in variant.stacks
+        for logical_id, resource in variant.template(name).to_json()["Resources"].items()
+        for rule in resource.get("Metadata", {}).get("cdk_nag", {}).get("rules_to_suppress", [])
+    ]
+    assert suppressions, "expected at least the access-log bucket's S1 suppression"
+    for where, rule in suppressions:
+        assert len(rule["reason"]) >= 40, f"{where} {rule['id']}: reason too vague: {rule['reason']!r}"
+
+
+def test_cfn_lint_reports_no_errors(variant: Synthesized):
+    from cfnlint.api import lint
+
+    for name, stack in variant.stacks.items():
+        template = json.dumps(variant.template(name).to_json())
+        errors = [m for m in lint(template, regions=[stack.region]) if m.rule.id.startswith("E")]
+        assert errors == [], f"{name}: " + "\n".join(str(m) for m in errors)
