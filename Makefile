@@ -4,19 +4,27 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
+PCLUSTER_VENV := .venv-pcluster
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 # Offline by construction: no credentials are looked up and botocore never probes instance metadata.
 export AWS_EC2_METADATA_DISABLED := true
 
 .PHONY: synth test install clean
 
-install: $(VENV)/.installed node_modules/.installed
+install: $(VENV)/.installed $(PCLUSTER_VENV)/.installed node_modules/.installed
 
 # Re-installs when a requirements file changes; pip check keeps the resolved set honest.
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	$(VENV)/bin/pip check
+	touch $@
+
+# aws-parallelcluster pins CDK v1: isolated so both venvs stay consistent under pip check.
+$(PCLUSTER_VENV)/.installed: requirements-pcluster.txt
+	test -x $(PCLUSTER_VENV)/bin/python || $(PYTHON) -m venv $(PCLUSTER_VENV)
+	$(PCLUSTER_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-pcluster.txt
+	$(PCLUSTER_VENV)/bin/pip check
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -31,4 +39,4 @@ test: install
 	$(VENV)/bin/python -m pytest
 
 clean:
-	rm -rf cdk.out $(VENV) node_modules
+	rm -rf cdk.out $(VENV) $(PCLUSTER_VENV) node_modules

@@ -1,21 +1,54 @@
-"""Builds the whole app from context: settings first (all errors at once), then the stacks."""
+"""Builds the whole app from context: settings and cluster config are validated first (every
+problem reported at once, offline), then the stacks are composed."""
 
 from __future__ import annotations
 
-from aws_cdk import App, Environment
+from aws_cdk import App, Environment, Stack
 
+import cluster_config
+from settings.cluster import ClusterSettings
 from settings.context import ContextReader
+from settings.errors import ConfigError, ConfigErrors
 from settings.prereq import PrereqSettings
+from stacks.cluster_stack import ClusterStack
 from stacks.prereq_stack import PrereqStack
 
 
-def build(app: App) -> dict[str, PrereqStack]:
-    """Adds the product's stacks to ``app``. Raises ConfigError/ConfigErrors on bad context."""
-    reader = ContextReader(app.node.try_get_context)
-    settings = PrereqSettings.from_context(reader)
+def build(app: App) -> dict[str, Stack]:
+    """Adds the product's stacks to ``app``. Raises ConfigError/ConfigErrors on bad input."""
+    lookup = app.node.try_get_context
+    prereq_settings, cluster_settings = _settings(lookup)
+    document = cluster_config.load_named_config(cluster_settings.cluster_config)
+    region = prereq_settings.network.region
+    key_pair_name = prereq_settings.key_pair_name or "PrereqStack-cluster"
+    dummies = cluster_config.dummy_values(region, prereq_settings.network.vpc_cidr, key_pair_name, lookup,
+                                          bool(cluster_config.node_actions_used(document)))
+    cluster_config.validate([(document, dummies, cluster_settings.cluster_name)], region=region,
+                            parallelcluster_version=cluster_settings.parallelcluster_version)
+
     # Region from the zone, account left to the CLI: keeps synth offline (no AZ lookups) while
-    # pinning the stack to the region its subnets live in.
-    env = Environment(region=settings.network.region)
-    prereq = PrereqStack(app, "PrereqStack", settings=settings, env=env,
+    # pinning the stacks to the region their subnets live in.
+    env = Environment(region=region)
+    prereq = PrereqStack(app, "PrereqStack", settings=prereq_settings, env=env,
                          description="Network, storage, data bucket and key pair for a ParallelCluster cluster")
-    return {"PrereqStack": prereq}
+    cluster = ClusterStack(app, "ClusterStack", settings=cluster_settings, document=document, prereq=prereq,
+                           vpc_cidr=prereq_settings.network.vpc_cidr, context=lookup, env=env,
+                           description=f"ParallelCluster cluster {cluster_settings.cluster_name} "
+                                       f"({document.source})")
+    return {"PrereqStack": prereq, "ClusterStack": cluster}
+
+
+def _settings(lookup) -> tuple[PrereqSettings, ClusterSettings]:
+    """Both settings groups, with the problems of both reported together."""
+    errors: list[ConfigError] = []
+    results = []
+    for settings_class in (PrereqSettings, ClusterSettings):
+        try:
+            results.append(settings_class.from_context(ContextReader(lookup)))
+        except ConfigError as error:
+            errors.append(error)
+        except ConfigErrors as many:
+            errors.extend(many.errors)
+    if errors:
+        raise errors[0] if len(errors) == 1 else ConfigErrors(errors)
+    return results[0], results[1]

@@ -39,7 +39,9 @@ class PrereqStack(Stack):
         self.key_pair = ClusterKeyPair(self, "KeyPair", existing_name=settings.key_pair_name)
         Tags.of(self).add("Project", "parallelcluster-cdk")
 
-        # Output names match the awsome-distributed-training prerequisites template (seed 002).
+        # Output names match the awsome-distributed-training prerequisites template (seed 002); the
+        # same names are the ${Placeholders} of cluster configs (``values``).
+        self.values: dict[str, str] = {}
         self._output("VPC", self.network.vpc.vpc_id, "VPC of the cluster")
         self._output("PublicSubnet", self.network.public_subnet.subnet_id, "Head node subnet")
         self._output("PrimaryPrivateSubnet", self.network.private_subnet.subnet_id, "Compute subnet")
@@ -60,4 +62,5 @@ class PrereqStack(Stack):
                          "SSM parameter holding the private key (aws ssm get-parameter --with-decryption)")
 
     def _output(self, key: str, value: str, description: str) -> None:
+        self.values[key] = value
         CfnOutput(self, key, value=value, description=description, export_name=f"{self.stack_name}-{key}")

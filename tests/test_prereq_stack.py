@@ -242,7 +242,8 @@ def test_outputs_have_stable_export_names(prereq: Template):
     expected = ["VPC", "PublicSubnet", "PrimaryPrivateSubnet", "SecurityGroup", "FSxLustreFilesystemId",
                 "FSxLustreFilesystemDNSname", "FSxLustreFilesystemMountname", "FSxOpenZfsFilesystemId",
                 "FSxORootVolumeId", "DataBucketName", "KeyPairName", "PrivateKeySsmParameter"]
-    assert list(outputs) == expected
+    ours = [key for key in outputs if not key.startswith("PublishOutput")]  # CDK's weak cross-stack refs
+    assert ours == expected
     for key in expected:
         assert outputs[key]["Export"] == {"Name": f"PrereqStack-{key}"}
     home, _ = only(prereq, "AWS::FSx::FileSystem", {"Properties": {"FileSystemType": "OPENZFS"}})

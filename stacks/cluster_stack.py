@@ -1,0 +1,41 @@
+"""ClusterStack: the Slurm cluster, from a native ParallelCluster YAML in cluster_configs/."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from aws_cdk import CfnOutput, Fn, Stack
+from constructs import Construct
+
+from cluster_config import NODE_ACTIONS_DIR, ConfigDocument, PlaceholderValues, node_actions_used, render
+from hpc_constructs.node_actions import NodeActionScripts
+from hpc_constructs.parallelcluster import ParallelCluster, ParallelClusterProvider
+from settings.cluster import ClusterSettings
+from stacks.prereq_stack import PrereqStack
+
+
+class ClusterStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str, *, settings: ClusterSettings, document: ConfigDocument,
+                 prereq: PrereqStack, vpc_cidr: str, context: Callable[[str], Any], **kwargs: Any) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        scripts = NodeActionScripts(self, "NodeActions", directory=NODE_ACTIONS_DIR,
+                                    scripts=node_actions_used(document))
+        stack_values = {**prereq.values, "Region": self.region, "VpcCidr": vpc_cidr}
+        if scripts.bucket_name:
+            stack_values["ScriptsBucket"] = scripts.bucket_name
+        configuration = render(document, PlaceholderValues(
+            stack=stack_values, context=context, node_action_url=scripts.url, node_actions_dir=NODE_ACTIONS_DIR))
+
+        provider = ParallelClusterProvider(self, "Provider", version=settings.parallelcluster_version)
+        self.cluster = ParallelCluster(self, "Cluster", cluster_name=settings.cluster_name,
+                                       configuration=configuration, provider=provider)
+
+        CfnOutput(self, "ClusterName", value=settings.cluster_name, description="ParallelCluster cluster name")
+        CfnOutput(self, "ClusterConfig", value=document.source, description="Cluster config file deployed")
+        CfnOutput(self, "HeadNodeInstanceId", value=self.cluster.head_node_instance_id)
+        CfnOutput(self, "HeadNodePrivateIp", value=self.cluster.head_node_private_ip)
+        CfnOutput(self, "SsmSessionCommand", description="Shell on the head node without SSH or open ports",
+                  value=Fn.join("", [f"aws ssm start-session --region {self.region} --target ",
+                                     self.cluster.head_node_instance_id]))
+        CfnOutput(self, "ValidationMessages", value=self.cluster.validation_messages,
+                  description="ParallelCluster's validation messages from the last create/update")
