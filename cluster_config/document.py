@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,8 +52,12 @@ def load_document(path: Path, source: str | None = None) -> ConfigDocument:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark else source
         problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(source=where, key="YAML", problem=f"is not valid YAML: {problem}",
-                          fix="check indentation and quoting on that line (a `:` or `#` inside a value needs quotes)",
+        line = text.splitlines()[mark.line] if mark and mark.line < len(text.splitlines()) else ""
+        if "${" in line and re.search(r"[\[{]\s*\$\{", line):
+            fix = 'quote a placeholder inside [ ] or { } (YAML reads "{" there as a mapping): ["${SecurityGroup}"]'
+        else:
+            fix = "check indentation and quoting on that line (a `:` or `#` inside a value needs quotes)"
+        raise ConfigError(source=where, key="YAML", problem=f"is not valid YAML: {problem}", fix=fix,
                           has_value=False) from None
     if not isinstance(data, dict):
         raise ConfigError(source=source, key="(top level)", problem="is not a YAML mapping",
