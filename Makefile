@@ -9,7 +9,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 # Offline by construction: no credentials are looked up and botocore never probes instance metadata.
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: synth test install clean
+.PHONY: synth test install benchmark clean
 
 install: $(VENV)/.installed $(PCLUSTER_VENV)/.installed node_modules/.installed
 
@@ -37,6 +37,10 @@ synth: install
 
 test: install
 	$(VENV)/bin/python -m pytest
+
+# Not a test: prints synth time vs a bare CDK app and the validation time, as ratios.
+benchmark: install
+	$(VENV)/bin/python scripts/benchmark_synth.py
 
 clean:
 	rm -rf cdk.out $(VENV) $(PCLUSTER_VENV) node_modules

@@ -73,8 +73,9 @@ def _references(value: Any) -> set[str]:
             found.add(value["Ref"])
         if "Fn::GetAtt" in value:
             found.add(value["Fn::GetAtt"][0])
-        if "Fn::ImportValue" in value:
-            found.add(str(value["Fn::ImportValue"]))
+        if "Fn::GetStackOutput" in value:  # CDK's weak cross-stack reference
+            output = value["Fn::GetStackOutput"]
+            found.add(f"{output['StackName']}/{output['OutputName']}")
         for item in value.values():
             found |= _references(item)
     elif isinstance(value, list):
@@ -87,6 +88,8 @@ def mermaid(templates: dict[str, dict[str, Any]]) -> str:
     """A Mermaid flowchart of the main resources of each stack and what references what."""
     lines = ["flowchart LR"]
     edges: list[str] = []
+    shown_ids = {f"{stack}_{rid}" for stack, t in templates.items() for rid, r in t.get("Resources", {}).items()
+                 if r["Type"] in LABELS}
     for stack, template in templates.items():
         lines.append(f"  subgraph {stack}")
         resources = template.get("Resources", {})
@@ -94,9 +97,15 @@ def mermaid(templates: dict[str, dict[str, Any]]) -> str:
         for rid, resource in shown.items():
             lines.append(f'    {stack}_{rid}["{LABELS[resource["Type"]](resource)}"]')
         for rid, resource in shown.items():
-            for target in sorted(_references(_props(resource)) & set(shown)):
+            references = _references(_props(resource))
+            for target in sorted(references & set(shown)):
                 if target != rid:
                     edges.append(f"  {stack}_{rid} --> {stack}_{target}")
+            for other_stack, output in sorted(r.split("/", 1) for r in references if "/" in r):
+                value = templates.get(other_stack, {}).get("Outputs", {}).get(output, {}).get("Value")
+                for target in sorted(_references(value)):
+                    if f"{other_stack}_{target}" in shown_ids:
+                        edges.append(f"  {stack}_{rid} --> {other_stack}_{target}")
         # Security-group rules between groups, drawn as "source may reach group".
         rules = {(min(_references(_props(r).get("SourceSecurityGroupId"))), min(_references(_props(r)["GroupId"])))
                  for r in resources.values()
@@ -105,7 +114,7 @@ def mermaid(templates: dict[str, dict[str, Any]]) -> str:
             if source != group and {source, group} <= set(shown):
                 edges.append(f"  {stack}_{source} -. ingress .-> {stack}_{group}")
         lines.append("  end")
-    return "\n".join(lines + edges) + "\n"
+    return "\n".join(lines + list(dict.fromkeys(edges))) + "\n"
 
 
 def synthesized_templates() -> dict[str, dict[str, Any]]:

@@ -15,6 +15,8 @@ VARIANTS = {
     "multi-az-home": {"openzfs_deployment_type": "MULTI_AZ_1", "openzfs_throughput_mbps": 160,
                       "secondary_availability_zone": "us-east-1b"},
     "throwaway": {"destroy_data_on_delete": True},
+    "gpu-p5": {"cluster_config": "gpu-p5", "CAPACITY_RESERVATION_ID": "cr-0123456789abcdef0"},
+    "multi-queue": {"cluster_config": "multi-queue"},
 }
 
 

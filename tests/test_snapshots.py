@@ -26,3 +26,7 @@ def reviewable(template: dict[str, Any]) -> dict[str, Any]:
 
 def test_prereq_stack_template(default_app: Synthesized, snapshot_json):
     assert reviewable(default_app.template("PrereqStack").to_json()) == snapshot_json
+
+
+def test_cluster_stack_template(default_app: Synthesized, snapshot_json):
+    assert reviewable(default_app.template("ClusterStack").to_json()) == snapshot_json

@@ -1,0 +1,152 @@
+"""What users rely on in the synthesized ClusterStack."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from aws_cdk import App
+from aws_cdk.assertions import Template
+
+from settings.context import REPO_ROOT, shipped_context
+from settings.errors import ConfigError, ConfigErrors
+from stacks.app_builder import build
+from tests.conftest import Synthesized, synth
+
+GPU = {"cluster_config": "gpu-p5", "CAPACITY_RESERVATION_ID": "cr-0123456789abcdef0"}
+
+
+@pytest.fixture(scope="module")
+def cluster(default_app: Synthesized) -> Template:
+    return default_app.template("ClusterStack")
+
+
+def cluster_resource(template: Template) -> dict[str, Any]:
+    [resource] = template.find_resources("Custom::PclusterCluster").values()
+    return resource
+
+
+def test_official_provider_is_a_nested_stack_pinned_to_the_context_version(cluster: Template):
+    [provider] = cluster.find_resources("AWS::CloudFormation::Stack").values()
+    url = provider["Properties"]["TemplateURL"]["Fn::Sub"]
+    version = shipped_context()["parallelcluster_version"]
+    assert url == ("https://${AWS::Region}-aws-parallelcluster.s3.${AWS::Region}.${AWS::URLSuffix}"
+                   f"/parallelcluster/{version}/templates/custom_resource/cluster.yaml")
+    service_token = cluster_resource(cluster)["Properties"]["ServiceToken"]
+    assert service_token["Fn::GetAtt"][1] == "Outputs.ServiceToken"
+
+
+def test_validation_venv_pins_the_same_parallelcluster_version():
+    lock = (REPO_ROOT / "requirements-pcluster.txt").read_text()
+    pinned = re.search(r"^aws-parallelcluster==(\S+)$", lock, re.M).group(1)
+    assert pinned == shipped_context()["parallelcluster_version"]
+
+
+def test_cluster_is_deleted_with_the_stack_and_named_apart_from_it(cluster: Template):
+    resource = cluster_resource(cluster)
+    assert resource["DeletionPolicy"] == "Delete" and resource["UpdateReplacePolicy"] == "Delete"
+    props = resource["Properties"]
+    assert props["ClusterName"] == "hpc-cluster" and props["ClusterName"] not in ("ClusterStack", "PrereqStack")
+    assert props["DeletionPolicy"] == "Delete"
+
+
+def test_custom_resource_timeout_is_cloudformations_one_hour(cluster: Template):
+    assert cluster_resource(cluster)["Properties"]["ServiceTimeout"] == "3600"
+
+
+def scalars(value: Any):
+    if isinstance(value, dict) and not any(k.startswith("Fn::") or k == "Ref" for k in value):
+        for item in value.values():
+            yield from scalars(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from scalars(item)
+    else:
+        yield value
+
+
+def test_every_config_scalar_is_the_string_the_provider_receives(cluster: Template):
+    config = cluster_resource(cluster)["Properties"]["ClusterConfiguration"]
+    values = list(scalars(config))
+    assert all(isinstance(v, (str, dict)) for v in values), [v for v in values if not isinstance(v, (str, dict))]
+    queue = config["Scheduling"]["SlurmQueues"][0]
+    assert queue["ComputeResources"][0]["MinCount"] == "3"
+    assert queue["ComputeResources"][0]["Efa"]["Enabled"] == "true"
+    assert queue["Networking"]["PlacementGroup"]["Enabled"] == "true"
+
+
+def test_prereq_values_flow_into_the_config(cluster: Template):
+    config = cluster_resource(cluster)["Properties"]["ClusterConfiguration"]
+    subnet = config["HeadNode"]["Networking"]["SubnetId"]
+    assert subnet["Fn::GetStackOutput"]["StackName"] == "PrereqStack"
+    assert "PublicSubnet" in subnet["Fn::GetStackOutput"]["OutputName"]
+    volume = config["SharedStorage"][0]["FsxOpenZfsSettings"]["VolumeId"]
+    assert "RootVolumeId" in volume["Fn::GetStackOutput"]["OutputName"]
+
+
+def test_node_actions_are_shipped_from_this_repo_as_s3_assets(cluster: Template):
+    config = cluster_resource(cluster)["Properties"]["ClusterConfiguration"]
+    scripts = [config["HeadNode"]["CustomActions"]["OnNodeConfigured"]["Sequence"][0]["Script"]]
+    scripts += [s["Script"] for q in config["Scheduling"]["SlurmQueues"]
+                for s in q["CustomActions"]["OnNodeConfigured"]["Sequence"]]
+    for script in scripts:
+        assert re.fullmatch(r"s3://cdk-hnb659fds-assets-\$\{AWS::AccountId\}-us-east-1/[0-9a-f]{64}\.sh",
+                            script["Fn::Sub"]), script
+    bucket = config["HeadNode"]["Iam"]["S3Access"][0]["BucketName"]["Fn::Sub"]
+    assert bucket == "cdk-hnb659fds-assets-${AWS::AccountId}-us-east-1"
+    assert "http" not in str(config)
+
+
+def test_outputs_give_the_head_node_and_an_ssm_command(cluster: Template):
+    outputs = cluster.to_json()["Outputs"]
+    [cluster_id] = cluster.find_resources("Custom::PclusterCluster")
+    assert outputs["HeadNodeInstanceId"]["Value"] == {"Fn::GetAtt": [cluster_id, "headNode.instanceId"]}
+    assert outputs["HeadNodePrivateIp"]["Value"] == {"Fn::GetAtt": [cluster_id, "headNode.privateIpAddress"]}
+    assert outputs["ValidationMessages"]["Value"] == {"Fn::GetAtt": [cluster_id, "validationMessages"]}
+    assert outputs["SsmSessionCommand"]["Value"]["Fn::Join"][1][0] == "aws ssm start-session --region us-east-1 --target "
+
+
+def test_cluster_stack_is_deployed_after_and_destroyed_before_prereq_stack(default_app: Synthesized):
+    assert default_app.stacks["PrereqStack"] in default_app.stacks["ClusterStack"].dependencies
+
+
+def test_cluster_config_and_name_come_from_context():
+    app = synth(cluster_name="training-1", **GPU)
+    props = cluster_resource(app.template("ClusterStack"))["Properties"]
+    assert props["ClusterName"] == "training-1"
+    resource = props["ClusterConfiguration"]["Scheduling"]["SlurmQueues"][0]["ComputeResources"][0]
+    assert resource["InstanceType"] == "p5.48xlarge"
+    assert resource["CapacityReservationTarget"] == {"CapacityReservationId": "cr-0123456789abcdef0"}
+
+
+def build_error(**context: Any) -> str:
+    with pytest.raises((ConfigError, ConfigErrors)) as info:
+        build(App(context={**shipped_context(), **context}))
+    return str(info.value)
+
+
+def test_unknown_cluster_config_lists_the_shipped_ones():
+    message = build_error(cluster_config="vanila")
+    assert "context 'cluster_config' = 'vanila': names no file in cluster_configs/" in message
+    assert "gpu-p5, multi-queue, vanilla" in message
+
+
+@pytest.mark.parametrize("name,problem", [
+    ("ClusterStack", "equals a stack name of this app"),
+    ("1cluster", "is not a valid ParallelCluster cluster name"),
+    ("my_cluster", "is not a valid ParallelCluster cluster name"),
+    ("c" * 61, "is not a valid ParallelCluster cluster name"),
+])
+def test_bad_cluster_name(name: str, problem: str):
+    assert problem in build_error(cluster_name=name)
+
+
+def test_provider_version_must_be_3_6_or_later():
+    assert "is not a ParallelCluster 3.6+ release" in build_error(parallelcluster_version="3.5.1")
+
+
+def test_provider_and_validation_versions_must_match():
+    message = build_error(parallelcluster_version="3.15.1")
+    assert "requirements-pcluster.txt: aws-parallelcluster = '3.16.1': does not match context " \
+           "parallelcluster_version 3.15.1" in message

