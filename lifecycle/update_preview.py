@@ -1,0 +1,207 @@
+"""What a cluster update will do, per changed key, with ParallelCluster's own update policies (offline).
+
+The two sides are ClusterConfiguration values taken from CloudFormation templates: a synthesized
+cdk.out (this branch, or the base branch for a PR) or the template of the deployed ClusterStack.
+Intrinsics are replaced by stable symbols (``{PrereqStack.PublicSubnet…}``), so a value that comes
+from PrereqStack compares equal on both sides unless what it points at changed.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cluster_config.schema import PCLUSTER_PYTHON, WORKER, _offline_env
+
+# ParallelCluster update policy name -> what it means for the person running `cdk deploy`.
+CATEGORIES = {
+    "SUPPORTED": "applied live",
+    "IGNORED": "applied live",
+    "EXTRA_CHEF_ATTRIBUTES": "applied live",
+    "QUEUE_UPDATE_STRATEGY": "needs QueueUpdateStrategy",
+    "RESIZE_UPDATE_STRATEGY_ON_REMOVE": "needs QueueUpdateStrategy",
+    "MANAGED_PLACEMENT_GROUP": "needs QueueUpdateStrategy",
+    "SHARED_STORAGE_UPDATE_POLICY": "needs compute fleet stop",
+    "MANAGED_FSX": "needs compute fleet stop",
+    "COMPUTE_FLEET_STOP": "needs compute fleet stop",
+    "COMPUTE_FLEET_STOP_ON_REMOVE": "needs compute fleet stop",
+    "COMPUTE_AND_LOGIN_NODES_STOP": "needs compute fleet stop",
+    "LOGIN_NODES_STOP": "needs login nodes stop",
+    "LOGIN_NODES_POOL_STOP": "needs login nodes stop",
+    "LOGIN_NODES_POOLS": "needs login nodes stop",
+    "HEAD_NODE_STOP": "needs head node stop",
+    "SUPPORTED_UNLESS_ADC": "applied live",
+}
+UNSUPPORTED = "unsupported: new cluster needed"
+REPLACE_PATH = ("create a new cluster: set -c cluster_name=<new name> (CloudFormation creates it, then deletes the old "
+                "one; data on /fsx and /home stays in PrereqStack), or `cdk destroy ClusterStack` and deploy again")
+STOP_FLEET_PATH = "stop the fleet first (scripts/ops.py stop-fleet), deploy, then start it (scripts/ops.py start-fleet)"
+
+
+@dataclass
+class ClusterSide:
+    cluster_name: str
+    configuration: dict[str, Any]
+
+
+@dataclass
+class Change:
+    path: str
+    old: Any
+    new: Any
+    policy: str
+    check: str
+    reason: str
+    action: str
+
+    @property
+    def category(self) -> str:
+        return CATEGORIES.get(self.policy, UNSUPPORTED)
+
+    @property
+    def is_error(self) -> bool:
+        return self.category == UNSUPPORTED
+
+
+@dataclass
+class Preview:
+    changes: list[Change] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # whole-cluster events (created, replaced, removed)
+    replaced: bool = False
+
+    @property
+    def has_errors(self) -> bool:
+        return self.replaced or any(c.is_error for c in self.changes)
+
+
+def symbolic(value: Any) -> Any:
+    """Intrinsics -> readable, stable strings; everything else unchanged."""
+    if isinstance(value, list):
+        return [symbolic(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if "Fn::GetStackOutput" in value:
+        ref = value["Fn::GetStackOutput"]
+        return f"{{{ref['StackName']}.{ref['OutputName']}}}"
+    if "Fn::ImportValue" in value:
+        return f"{{import {symbolic(value['Fn::ImportValue'])}}}"
+    if "Fn::Sub" in value:
+        sub = value["Fn::Sub"]
+        return sub if isinstance(sub, str) else json.dumps(sub)
+    if "Ref" in value:
+        return f"{{{value['Ref']}}}"
+    if "Fn::GetAtt" in value:
+        return "{" + ".".join(map(str, value["Fn::GetAtt"])) + "}"
+    if "Fn::Join" in value:
+        separator, parts = value["Fn::Join"]
+        return separator.join(str(symbolic(p)) for p in parts)
+    return {k: symbolic(v) for k, v in value.items()}
+
+
+def cluster_side(template: dict[str, Any]) -> ClusterSide | None:
+    for resource in template.get("Resources", {}).values():
+        if resource.get("Type") == "Custom::PclusterCluster":
+            props = resource["Properties"]
+            return ClusterSide(str(symbolic(props["ClusterName"])), symbolic(props["ClusterConfiguration"]))
+    return None
+
+
+def load_template(source: str, stack: str = "ClusterStack") -> dict[str, Any] | None:
+    """A template from a cdk.out directory, a template file, or ``deployed`` (CloudFormation, boto3)."""
+    if source == "deployed":
+        import boto3
+        from botocore.exceptions import ClientError
+
+        try:
+            body = boto3.client("cloudformation").get_template(StackName=stack, TemplateStage="Original")
+        except ClientError as error:
+            if "does not exist" in str(error):
+                return None
+            raise
+        template = body["TemplateBody"]
+        return template if isinstance(template, dict) else json.loads(template)
+    path = Path(source)
+    if path.is_dir():
+        path = path / f"{stack}.template.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def preview(base: dict[str, Any] | None, target: dict[str, Any] | None, *, running: bool = True,
+            python: Path = PCLUSTER_PYTHON) -> Preview:
+    """Compares the cluster of two ClusterStack templates (None: no such stack/cluster)."""
+    before = cluster_side(base) if base else None
+    after = cluster_side(target) if target else None
+    result = Preview()
+    if before is None and after is None:
+        result.notes.append("no cluster on either side")
+        return result
+    if before is None:
+        result.notes.append(f"cluster {after.cluster_name} will be created")
+        return result
+    if after is None:
+        result.notes.append(f"cluster {before.cluster_name} will be deleted (its data on /fsx and /home stays)")
+        return result
+    if before.cluster_name != after.cluster_name:
+        result.replaced = True
+        result.notes.append(f"ClusterName {before.cluster_name} -> {after.cluster_name}: CloudFormation replaces the "
+                            "cluster (a new one is created, then the old one deleted); running jobs are lost")
+    request = {"patch": {"cluster_name": after.cluster_name, "base": before.configuration,
+                         "target": after.configuration, "running": running}}
+    output = subprocess.run([str(python), str(WORKER)], input=json.dumps(request), capture_output=True, text=True,
+                            env=_offline_env("us-east-1"), timeout=120)
+    if output.returncode != 0:
+        raise RuntimeError(f"ParallelCluster ConfigPatch failed: {output.stderr.strip()[-800:]}")
+    for row in json.loads(output.stdout)["changes"]:
+        key = f"{row['path']}.{row['key']}" if row["path"] else row["key"]
+        result.changes.append(Change(key, row["old"], row["new"], row["policy"], row["check"], row["reason"],
+                                     row["action"]))
+    return result
+
+
+def _short(value: Any, width: int = 40) -> str:
+    text = "-" if value is None else (value if isinstance(value, str) else json.dumps(value, sort_keys=True))
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def next_step(change: Change, preview_: Preview) -> str:
+    if change.is_error:
+        return f"{change.action or change.reason} Recommended: {REPLACE_PATH}."
+    if change.category == "needs compute fleet stop" and change.check != "SUCCEEDED":
+        return STOP_FLEET_PATH
+    if change.category == "needs QueueUpdateStrategy" and change.check != "SUCCEEDED":
+        return change.action or "set Scheduling.SlurmSettings.QueueUpdateStrategy (DRAIN or TERMINATE)"
+    return ""
+
+
+def to_markdown(result: Preview, title: str = "Cluster update preview") -> str:
+    lines = [f"### {title}", ""]
+    lines += [f"- {'**' if result.replaced else ''}{note}{'**' if result.replaced else ''}" for note in result.notes]
+    if not result.changes:
+        lines.append("No cluster configuration change." if not result.notes else "")
+        return "\n".join(lines).rstrip() + "\n"
+    lines += ["", "| key | old | new | update policy | effect | next step |", "| --- | --- | --- | --- | --- | --- |"]
+    for change in result.changes:
+        effect = f"**{change.category}**" if change.is_error else change.category
+        cells = [f"`{change.path}`", f"`{_short(change.old)}`", f"`{_short(change.new)}`", change.policy, effect,
+                 next_step(change, result)]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    if result.has_errors:
+        lines += ["", ":x: This update cannot be applied to the running cluster as is."]
+    return "\n".join(lines) + "\n"
+
+
+def to_terminal(result: Preview) -> str:
+    lines = [*result.notes]
+    for change in result.changes:
+        marker = "ERROR" if change.is_error else "ok   " if change.category == "applied live" else "NOTE "
+        lines.append(f"{marker} {change.path}: {_short(change.old)} -> {_short(change.new)}  [{change.policy}: "
+                     f"{change.category}]")
+        step = next_step(change, result)
+        if step:
+            lines.append(f"      next: {step}")
+    if not lines:
+        lines.append("No cluster configuration change.")
+    return "\n".join(lines) + "\n"

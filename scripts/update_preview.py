@@ -1,0 +1,52 @@
+#!/usr/bin/env python3
+"""Preview a cluster update: per changed key, ParallelCluster's update policy (offline ConfigPatch).
+
+    scripts/update_preview.py --base-ref origin/main            # this branch vs the base branch
+    scripts/update_preview.py --base deployed                   # this branch vs the deployed ClusterStack
+    scripts/update_preview.py --base cdk.out.base --target cdk.out --markdown   # what the PR workflow runs
+
+SOURCE is a cdk.out directory, a ClusterStack template file, or `deployed` (needs AWS credentials).
+Without --target the working tree is synthesized. Exit code 1 when a change cannot be applied to the
+running cluster (e.g. HeadNode.InstanceType), with the recommended path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from lifecycle.synth import synth  # noqa: E402
+from lifecycle.update_preview import load_template, preview, to_markdown, to_terminal  # noqa: E402
+
+
+def context_pairs(pairs: list[str]) -> dict[str, str]:
+    return dict(pair.split("=", 1) for pair in pairs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    base = parser.add_mutually_exclusive_group(required=True)
+    base.add_argument("--base", metavar="SOURCE", help="cdk.out dir, template file, or 'deployed'")
+    base.add_argument("--base-ref", metavar="REF", help="git ref to synthesize as the baseline")
+    parser.add_argument("--target", metavar="SOURCE", help="default: synthesize the working tree")
+    parser.add_argument("-c", "--context", action="append", default=[], metavar="KEY=VALUE",
+                        help="CDK context for the synthesized sides (as with cdk synth -c)")
+    parser.add_argument("--markdown", action="store_true", help="Markdown table for a PR comment")
+    parser.add_argument("--stopped", action="store_true",
+                        help="assume the compute fleet is stopped (default: running, the worst case)")
+    args = parser.parse_args(argv)
+    context = context_pairs(args.context)
+    with tempfile.TemporaryDirectory() as tmp:
+        base_source = args.base or str(synth(Path(tmp) / "base", ref=args.base_ref, context=context))
+        target_source = args.target or str(synth(Path(tmp) / "target", context=context))
+        result = preview(load_template(base_source), load_template(target_source), running=not args.stopped)
+    print(to_markdown(result) if args.markdown else to_terminal(result), end="")
+    return 1 if result.has_errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
