@@ -109,26 +109,6 @@ def cluster_side(template: dict[str, Any]) -> ClusterSide | None:
     return None
 
 
-def load_template(source: str, stack: str = "ClusterStack") -> dict[str, Any] | None:
-    """A template from a cdk.out directory, a template file, or ``deployed`` (CloudFormation, boto3)."""
-    if source == "deployed":
-        import boto3
-        from botocore.exceptions import ClientError
-
-        try:
-            body = boto3.client("cloudformation").get_template(StackName=stack, TemplateStage="Original")
-        except ClientError as error:
-            if "does not exist" in str(error):
-                return None
-            raise
-        template = body["TemplateBody"]
-        return template if isinstance(template, dict) else json.loads(template)
-    path = Path(source)
-    if path.is_dir():
-        path = path / f"{stack}.template.json"
-    return json.loads(path.read_text()) if path.exists() else None
-
-
 def preview(base: dict[str, Any] | None, target: dict[str, Any] | None, *, running: bool = True,
             python: Path = PCLUSTER_PYTHON) -> Preview:
     """Compares the cluster of two ClusterStack templates (None: no such stack/cluster)."""
@@ -147,7 +127,8 @@ def preview(base: dict[str, Any] | None, target: dict[str, Any] | None, *, runni
     if before.cluster_name != after.cluster_name:
         result.replaced = True
         result.notes.append(f"ClusterName {before.cluster_name} -> {after.cluster_name}: CloudFormation replaces the "
-                            "cluster (a new one is created, then the old one deleted); running jobs are lost")
+                            "cluster (the new one is created first, then the old one deleted); jobs on the old "
+                            "cluster are lost, data on /fsx and /home stays")
     request = {"patch": {"cluster_name": after.cluster_name, "base": before.configuration,
                          "target": after.configuration, "running": running}}
     output = subprocess.run([str(python), str(WORKER)], input=json.dumps(request), capture_output=True, text=True,

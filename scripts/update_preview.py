@@ -5,7 +5,8 @@
     scripts/update_preview.py --base deployed                   # this branch vs the deployed ClusterStack
     scripts/update_preview.py --base cdk.out.base --target cdk.out --markdown   # what the PR workflow runs
 
-SOURCE is a cdk.out directory, a ClusterStack template file, or `deployed` (needs AWS credentials).
+SOURCE is a cdk.out directory, a ClusterStack template file, `snapshot` (the committed template) or
+`deployed` (needs AWS credentials).
 Without --target the working tree is synthesized. Exit code 1 when a change cannot be applied to the
 running cluster (e.g. HeadNode.InstanceType), with the recommended path.
 """
@@ -20,7 +21,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lifecycle.synth import synth  # noqa: E402
-from lifecycle.update_preview import load_template, preview, to_markdown, to_terminal  # noqa: E402
+from lifecycle.templates import load_template  # noqa: E402
+from lifecycle.update_preview import preview, to_markdown, to_terminal  # noqa: E402
 
 
 def context_pairs(pairs: list[str]) -> dict[str, str]:
@@ -43,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         base_source = args.base or str(synth(Path(tmp) / "base", ref=args.base_ref, context=context))
         target_source = args.target or str(synth(Path(tmp) / "target", context=context))
-        result = preview(load_template(base_source), load_template(target_source), running=not args.stopped)
+        result = preview(load_template(base_source, "ClusterStack"), load_template(target_source, "ClusterStack"),
+                         running=not args.stopped)
     print(to_markdown(result) if args.markdown else to_terminal(result), end="")
     return 1 if result.has_errors else 0
 

@@ -27,8 +27,11 @@ class ClusterStack(Stack):
             stack=stack_values, context=context, node_action_url=scripts.url, node_actions_dir=NODE_ACTIONS_DIR))
 
         provider = ParallelClusterProvider(self, "Provider", version=settings.parallelcluster_version)
-        self.cluster = ParallelCluster(self, "Cluster", cluster_name=settings.cluster_name,
-                                       configuration=configuration, provider=provider)
+        # The provider refuses to rename a cluster in place; with the name in the logical id, a new
+        # cluster_name makes CloudFormation create the new cluster first, then delete the old one.
+        self.cluster = ParallelCluster(self, "Cluster" + settings.cluster_name.replace("-", ""),
+                                       cluster_name=settings.cluster_name, configuration=configuration,
+                                       provider=provider)
 
         CfnOutput(self, "ClusterName", value=settings.cluster_name, description="ParallelCluster cluster name")
         CfnOutput(self, "ClusterConfig", value=document.source, description="Cluster config file deployed")

@@ -1,0 +1,115 @@
+"""Destructive-change guard: would this change replace or delete a resource that holds data?
+
+A resource is replaced when a create-only property changes (from the CloudFormation resource
+schemas that cfn-lint ships), or when such a property points at a resource that is itself replaced:
+moving a subnet to another zone replaces the subnet, and with it every file system in that subnet.
+Stateful resources (file systems, exporting DRAs, buckets, the key pair) may only be replaced or
+deleted when the change is acknowledged in cdk.json (``acknowledged_replacements``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from lifecycle.templates import references
+
+STATEFUL_TYPES = ("AWS::FSx::FileSystem", "AWS::S3::Bucket", "AWS::EC2::KeyPair")
+# Create-only per the FSx user guide, though the legacy FSx schema does not list them.
+EXTRA_CREATE_ONLY = {
+    "AWS::FSx::FileSystem": ("/properties/StorageType", "/properties/FileSystemTypeVersion",
+                             "/properties/LustreConfiguration/DeploymentType",
+                             "/properties/OpenZFSConfiguration/DeploymentType"),
+}
+
+
+@dataclass(frozen=True)
+class Replacement:
+    stack: str
+    logical_id: str
+    type: str
+    reason: str
+    stateful: bool
+
+    @property
+    def key(self) -> str:
+        return f"{self.stack}/{self.logical_id}"
+
+
+@lru_cache(maxsize=None)
+def create_only_paths(resource_type: str) -> tuple[str, ...]:
+    from cfnlint.schema import PROVIDER_SCHEMA_MANAGER
+
+    try:
+        schema = PROVIDER_SCHEMA_MANAGER.get_resource_schema("us-east-1", resource_type).schema
+        paths = tuple(schema.get("createOnlyProperties", []))
+    except Exception:  # noqa: BLE001 - custom resources and unknown types have no schema
+        paths = ()
+    return paths + EXTRA_CREATE_ONLY.get(resource_type, ())
+
+
+def _at(properties: dict[str, Any], path: str) -> Any:
+    value: Any = {"properties": properties}
+    for part in path.strip("/").split("/"):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
+def is_stateful(resource: dict[str, Any]) -> bool:
+    if resource["Type"] == "AWS::FSx::DataRepositoryAssociation":
+        # Only an exporting association writes file-system data to S3: losing it loses that link.
+        return "AutoExportPolicy" in resource.get("Properties", {}).get("S3", {})
+    return resource["Type"] in STATEFUL_TYPES
+
+
+def replacements(stack: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> list[Replacement]:
+    """Resources of ``old`` that ``new`` deletes or replaces, with the reason."""
+    old_resources = (old or {}).get("Resources", {})
+    new_resources = (new or {}).get("Resources", {})
+    found: dict[str, str] = {}
+    for logical_id, resource in old_resources.items():
+        if logical_id not in new_resources:
+            found[logical_id] = "deleted (its logical id is gone from the template)"
+        elif new_resources[logical_id]["Type"] != resource["Type"]:
+            found[logical_id] = f"type changes to {new_resources[logical_id]['Type']}"
+    changed = True
+    while changed:  # until no more replacements propagate through references
+        changed = False
+        for logical_id, resource in old_resources.items():
+            if logical_id in found or logical_id not in new_resources:
+                continue
+            before, after = resource.get("Properties", {}), new_resources[logical_id].get("Properties", {})
+            for path in create_only_paths(resource["Type"]):
+                old_value, new_value = _at(before, path), _at(after, path)
+                name = path.removeprefix("/properties/")
+                if old_value != new_value:
+                    found[logical_id] = f"create-only {name} changes"
+                else:
+                    upstream = sorted(references(new_value) & set(found))
+                    if upstream:
+                        found[logical_id] = f"create-only {name} refers to {upstream[0]}, which is replaced"
+                if logical_id in found:
+                    changed = True
+                    break
+    return [Replacement(stack, rid, old_resources[rid]["Type"], reason, is_stateful(old_resources[rid]))
+            for rid, reason in found.items()]
+
+
+def unacknowledged(found: list[Replacement], acknowledged: list[str]) -> list[Replacement]:
+    return [r for r in found if r.stateful and r.key not in acknowledged]
+
+
+def report(found: list[Replacement], acknowledged: list[str]) -> str:
+    lines = []
+    for item in sorted(found, key=lambda r: (not r.stateful, r.key)):
+        status = ("acknowledged" if item.key in acknowledged else "BLOCKED") if item.stateful else "replaced"
+        lines.append(f"{status:12} {item.key} ({item.type}): {item.reason}")
+    blocked = unacknowledged(found, acknowledged)
+    if blocked:
+        keys = ", ".join(f'"{r.key}"' for r in blocked)
+        lines.append(f"\n{len(blocked)} resource(s) holding data would be replaced or deleted. If that is intended, "
+                     f"acknowledge them in cdk.json: \"acknowledged_replacements\": [{keys}]")
+    return "\n".join(lines) if lines else "No resource is replaced or deleted."

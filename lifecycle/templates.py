@@ -1,0 +1,54 @@
+"""Reading CloudFormation templates: from cdk.out, a file, the committed snapshots, or a deployed stack."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from settings.context import REPO_ROOT
+
+SNAPSHOT_DIR = REPO_ROOT / "tests" / "__snapshots__" / "test_snapshots"
+SNAPSHOT_FILES = {"PrereqStack": "test_prereq_stack_template.json", "ClusterStack": "test_cluster_stack_template.json"}
+STACKS = tuple(SNAPSHOT_FILES)
+
+
+def load_template(source: str, stack: str) -> dict[str, Any] | None:
+    """``source``: a cdk.out directory, a template file, ``snapshot`` (the committed, reviewed
+    templates) or ``deployed`` (CloudFormation via boto3). None when that stack does not exist."""
+    if source == "deployed":
+        return _deployed(stack)
+    path = SNAPSHOT_DIR / SNAPSHOT_FILES[stack] if source == "snapshot" else Path(source)
+    if path.is_dir():
+        path = path / f"{stack}.template.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _deployed(stack: str) -> dict[str, Any] | None:
+    import boto3
+    from botocore.exceptions import ClientError
+
+    try:
+        body = boto3.client("cloudformation").get_template(StackName=stack, TemplateStage="Original")["TemplateBody"]
+    except ClientError as error:
+        if "does not exist" in str(error):
+            return None
+        raise
+    return body if isinstance(body, dict) else json.loads(body)
+
+
+def references(value: Any) -> set[str]:
+    """Logical ids a value points at with Ref or Fn::GetAtt (pseudo parameters excluded)."""
+    found: set[str] = set()
+    if isinstance(value, dict):
+        if isinstance(value.get("Ref"), str) and not value["Ref"].startswith("AWS::"):
+            found.add(value["Ref"])
+        if "Fn::GetAtt" in value:
+            target = value["Fn::GetAtt"]
+            found.add(target[0] if isinstance(target, list) else str(target).split(".")[0])
+        for item in value.values():
+            found |= references(item)
+    elif isinstance(value, list):
+        for item in value:
+            found |= references(item)
+    return found

@@ -1,0 +1,42 @@
+#!/usr/bin/env python3
+"""Fails when a change would replace or delete a resource that holds data, unless acknowledged.
+
+    scripts/replacement_guard.py                          # working tree vs the committed snapshots
+    scripts/replacement_guard.py --base cdk.out.base --target cdk.out    # what the PR workflow runs
+    scripts/replacement_guard.py --base deployed          # working tree vs the deployed stacks
+
+Acknowledge an intended replacement in cdk.json: "acknowledged_replacements": ["PrereqStack/<LogicalId>"].
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from lifecycle.replacement_guard import replacements, report, unacknowledged  # noqa: E402
+from lifecycle.synth import synth  # noqa: E402
+from lifecycle.templates import STACKS, load_template  # noqa: E402
+from settings.context import shipped_context  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--base", default="snapshot", metavar="SOURCE",
+                        help="cdk.out dir, 'snapshot' (default: the committed templates) or 'deployed'")
+    parser.add_argument("--target", metavar="SOURCE", help="cdk.out dir (default: synthesize the working tree)")
+    args = parser.parse_args(argv)
+    acknowledged = list(shipped_context().get("acknowledged_replacements", []))
+    with tempfile.TemporaryDirectory() as tmp:
+        target = args.target or str(synth(Path(tmp) / "target"))
+        found = [r for stack in STACKS
+                 for r in replacements(stack, load_template(args.base, stack), load_template(target, stack))]
+    print(report(found, acknowledged))
+    return 1 if unacknowledged(found, acknowledged) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

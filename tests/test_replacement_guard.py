@@ -1,0 +1,81 @@
+"""The destructive-change guard catches replacements of resources that hold data, and only those."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from lifecycle.replacement_guard import replacements, report, unacknowledged
+from lifecycle.templates import STACKS, load_template
+from settings.context import REPO_ROOT
+from tests.conftest import Synthesized, synth
+
+
+def guard(app: Synthesized, acknowledged: list[str] = ()) -> list:
+    found = [r for stack in STACKS for r in replacements(stack, load_template("snapshot", stack),
+                                                             app.template(stack).to_json())]
+    return unacknowledged(found, list(acknowledged))
+
+
+def blocked_types(blocked: list) -> dict[str, str]:
+    return {r.logical_id: r.type for r in blocked}
+
+
+def test_committed_state_passes(default_app: Synthesized):
+    assert guard(default_app) == []
+
+
+def test_moving_the_subnets_to_another_zone_replaces_both_file_systems():
+    blocked = guard(synth(availability_zone="us-east-1b"))
+    types = sorted(blocked_types(blocked).values())
+    assert types == ["AWS::FSx::DataRepositoryAssociation", "AWS::FSx::FileSystem", "AWS::FSx::FileSystem"]
+    lustre = next(r for r in blocked if r.logical_id.startswith("LustreFileSystem"))
+    assert lustre.reason.startswith("create-only SubnetIds refers to NetworkVpcPrivateSubnet1Subnet")
+    # Only the exporting association holds data that exists nowhere else; the import-only one is not blocked.
+    dra = next(r for r in blocked if r.type == "AWS::FSx::DataRepositoryAssociation")
+    assert "Association0" in dra.logical_id
+
+
+def test_a_security_group_change_on_a_file_system_is_caught(default_app: Synthesized):
+    old = load_template("snapshot", "PrereqStack")
+    new = copy.deepcopy(old)
+    [sg_id] = [k for k, r in new["Resources"].items() if r["Properties"].get("GroupDescription", "").startswith(
+        "FSx for Lustre")]
+    new["Resources"][sg_id]["Properties"]["GroupDescription"] = "Lustre servers"  # create-only: SG replaced
+    blocked = unacknowledged(replacements("PrereqStack", old, new), [])
+    lustre = next(r for r in blocked if r.type == "AWS::FSx::FileSystem")
+    assert lustre.reason == f"create-only SecurityGroupIds refers to {sg_id}, which is replaced"
+
+
+def test_renaming_an_exporting_association_path_is_caught():
+    blocked = guard(synth(lustre_data_repository_associations=[
+        {"file_system_path": "/datasets", "data_repository_path": "s3://${DataBucket}/data/", "auto_export": True},
+        {"file_system_path": "/containers", "data_repository_path": "s3://${DataBucket}/containers/"}]))
+    assert [r.reason for r in blocked] == ["create-only FileSystemPath changes"]
+
+
+def test_harmless_changes_pass():
+    assert guard(synth(lustre_per_unit_storage_throughput=500, NUM_INSTANCES=4)) == []
+
+
+def test_acknowledged_replacements_pass_and_are_reported():
+    app = synth(availability_zone="us-east-1b")
+    keys = [r.key for r in guard(app)]
+    assert guard(app, keys) == []
+    found = [r for s in STACKS for r in replacements(s, load_template("snapshot", s), app.template(s).to_json())]
+    text = report(found, keys)
+    assert "acknowledged PrereqStack/LustreFileSystem" in text.replace("  ", " ")
+    assert "BLOCKED" not in text
+
+
+def test_command_fails_and_names_the_acknowledgement(tmp_path: Path):
+    app = synth(availability_zone="us-east-1b")
+    for stack in STACKS:
+        (tmp_path / f"{stack}.template.json").write_text(json.dumps(app.template(stack).to_json()))
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "replacement_guard.py"), "--target",
+                             str(tmp_path)], capture_output=True, text=True)
+    assert result.returncode == 1, result.stderr
+    assert "BLOCKED" in result.stdout and '"acknowledged_replacements": ["PrereqStack/' in result.stdout
