@@ -1,0 +1,37 @@
+#!/usr/bin/env python3
+"""Lists what `cdk destroy` will delete and what it will keep, with how to remove the kept resources.
+
+    scripts/destroy_plan.py                 # from a fresh synth of the working tree
+    scripts/destroy_plan.py --source cdk.out
+    scripts/destroy_plan.py --deployed      # also fill in physical ids from the deployed stacks
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from lifecycle.destroy_plan import DESTROY_ORDER, deployed_physical_ids, plan, to_text  # noqa: E402
+from lifecycle.synth import synth  # noqa: E402
+from lifecycle.templates import load_template  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--source", metavar="DIR", help="a cdk.out directory (default: synthesize)")
+    parser.add_argument("--deployed", action="store_true", help="read physical ids with AWS credentials")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        source = args.source or str(synth(Path(tmp) / "out"))
+        templates = {stack: load_template(source, stack) for stack in DESTROY_ORDER}
+    physical = deployed_physical_ids() if args.deployed else None
+    print(to_text(plan(templates, physical)), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
