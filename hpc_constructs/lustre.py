@@ -1,26 +1,22 @@
-"""FSx for Lustre PERSISTENT_2 scratch/data file system with S3 data repository associations."""
+"""FSx for Lustre PERSISTENT_2 file system (its S3 links: data_repositories.py)."""
 
 from __future__ import annotations
 
-from aws_cdk import RemovalPolicy, Stack, aws_ec2 as ec2, aws_fsx as fsx, aws_s3 as s3
+from aws_cdk import RemovalPolicy, Stack, aws_ec2 as ec2, aws_fsx as fsx
 from constructs import Construct
 
-from settings.prereq import DATA_BUCKET_PLACEHOLDER, LustreSettings
-
-ALL_EVENTS = ["NEW", "CHANGED", "DELETED"]
+from settings.prereq import LustreSettings
 
 
 class LustreFileSystem(Construct):
     """Lustre 2.15, LZ4, metadata configuration and daily backups, in one subnet.
 
-    Each association imports S3 changes automatically; ``auto_export`` ones also write file-system
-    changes back to S3. CloudFormation has no final-backup-on-delete for Lustre, so the file
-    system and its associations follow ``removal_policy`` (RETAIN unless the user opted out).
+    CloudFormation has no final-backup-on-delete for Lustre, so the file system follows
+    ``removal_policy`` (RETAIN unless the user opted out).
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, settings: LustreSettings,
-                 subnet: ec2.ISubnet, security_group: ec2.SecurityGroup, data_bucket: s3.IBucket,
-                 removal_policy: RemovalPolicy) -> None:
+                 subnet: ec2.ISubnet, security_group: ec2.SecurityGroup, removal_policy: RemovalPolicy) -> None:
         super().__init__(scope, construct_id)
         metadata = (fsx.CfnFileSystem.MetadataConfigurationProperty(mode="AUTOMATIC")
                     if settings.metadata_iops is None else
@@ -48,25 +44,6 @@ class LustreFileSystem(Construct):
         self.file_system.apply_removal_policy(removal_policy)
         # FSx verifies the LNet ports when it creates the file system: the rules must exist first.
         self.file_system.node.add_dependency(security_group)
-
-        self.associations: list[fsx.CfnDataRepositoryAssociation] = []
-        for index, dra in enumerate(settings.data_repository_associations):
-            path = dra.data_repository_path.replace(DATA_BUCKET_PLACEHOLDER, data_bucket.bucket_name)
-            association = fsx.CfnDataRepositoryAssociation(
-                self, f"Association{index}",
-                file_system_id=self.file_system.ref,
-                file_system_path=dra.file_system_path,
-                data_repository_path=path,
-                batch_import_meta_data_on_create=dra.batch_import_metadata_on_create,
-                s3=fsx.CfnDataRepositoryAssociation.S3Property(
-                    auto_import_policy=fsx.CfnDataRepositoryAssociation.AutoImportPolicyProperty(events=ALL_EVENTS),
-                    auto_export_policy=(fsx.CfnDataRepositoryAssociation.AutoExportPolicyProperty(events=ALL_EVENTS)
-                                        if dra.auto_export else None),
-                ),
-                tags=[{"key": "FileSystemPath", "value": dra.file_system_path}],
-            )
-            association.apply_removal_policy(removal_policy)
-            self.associations.append(association)
 
     @property
     def file_system_id(self) -> str:

@@ -65,37 +65,55 @@ def is_stateful(resource: dict[str, Any]) -> bool:
     return resource["Type"] in STATEFUL_TYPES
 
 
-def replacements(stack: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> list[Replacement]:
-    """Resources of ``old`` that ``new`` deletes or replaces, with the reason."""
-    old_resources = (old or {}).get("Resources", {})
-    new_resources = (new or {}).get("Resources", {})
+def _targets(value: Any, stack: str, templates: dict[str, dict[str, Any]]) -> set[str]:
+    """``Stack/LogicalId`` keys a value points at, following CDK's cross-stack Fn::GetStackOutput."""
+    found = {f"{stack}/{rid}" for rid in references(value)}
+    if isinstance(value, dict):
+        if "Fn::GetStackOutput" in value:
+            ref = value["Fn::GetStackOutput"]
+            output = (templates.get(ref["StackName"]) or {}).get("Outputs", {}).get(ref["OutputName"], {})
+            found |= _targets(output.get("Value"), ref["StackName"], templates)
+        for item in value.values():
+            found |= _targets(item, stack, templates) if isinstance(item, (dict, list)) else set()
+    elif isinstance(value, list):
+        for item in value:
+            found |= _targets(item, stack, templates)
+    return found
+
+
+def replacements(old: dict[str, dict[str, Any] | None], new: dict[str, dict[str, Any] | None]) -> list[Replacement]:
+    """Resources of the ``old`` templates (by stack) that ``new`` deletes or replaces, with the reason."""
+    new_templates = {k: v for k, v in new.items() if v}
+    old_resources = {f"{stack}/{rid}": r for stack, t in old.items() for rid, r in (t or {}).get("Resources", {}).items()}
+    new_resources = {f"{stack}/{rid}": r for stack, t in new_templates.items() for rid, r in t.get("Resources", {}).items()}
     found: dict[str, str] = {}
-    for logical_id, resource in old_resources.items():
-        if logical_id not in new_resources:
-            found[logical_id] = "deleted (its logical id is gone from the template)"
-        elif new_resources[logical_id]["Type"] != resource["Type"]:
-            found[logical_id] = f"type changes to {new_resources[logical_id]['Type']}"
+    for key, resource in old_resources.items():
+        if key not in new_resources:
+            found[key] = "deleted (its logical id is gone from the template)"
+        elif new_resources[key]["Type"] != resource["Type"]:
+            found[key] = f"type changes to {new_resources[key]['Type']}"
     changed = True
     while changed:  # until no more replacements propagate through references
         changed = False
-        for logical_id, resource in old_resources.items():
-            if logical_id in found or logical_id not in new_resources:
+        for key, resource in old_resources.items():
+            if key in found or key not in new_resources:
                 continue
-            before, after = resource.get("Properties", {}), new_resources[logical_id].get("Properties", {})
+            stack = key.split("/", 1)[0]
+            before, after = resource.get("Properties", {}), new_resources[key].get("Properties", {})
             for path in create_only_paths(resource["Type"]):
                 old_value, new_value = _at(before, path), _at(after, path)
                 name = path.removeprefix("/properties/")
                 if old_value != new_value:
-                    found[logical_id] = f"create-only {name} changes"
+                    found[key] = f"create-only {name} changes"
                 else:
-                    upstream = sorted(references(new_value) & set(found))
+                    upstream = sorted(_targets(new_value, stack, new_templates) & set(found))
                     if upstream:
-                        found[logical_id] = f"create-only {name} refers to {upstream[0]}, which is replaced"
-                if logical_id in found:
+                        found[key] = f"create-only {name} refers to {upstream[0]}, which is replaced"
+                if key in found:
                     changed = True
                     break
-    return [Replacement(stack, rid, old_resources[rid]["Type"], reason, is_stateful(old_resources[rid]))
-            for rid, reason in found.items()]
+    return [Replacement(*key.split("/", 1), old_resources[key]["Type"], reason, is_stateful(old_resources[key]))
+            for key, reason in found.items()]
 
 
 def unacknowledged(found: list[Replacement], acknowledged: list[str]) -> list[Replacement]:

@@ -32,8 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     acknowledged = list(shipped_context().get("acknowledged_replacements", []))
     with tempfile.TemporaryDirectory() as tmp:
         target = args.target or str(synth(Path(tmp) / "target"))
-        found = [r for stack in STACKS
-                 for r in replacements(stack, load_template(args.base, stack), load_template(target, stack))]
+        found = replacements({stack: load_template(args.base, stack) for stack in STACKS},
+                             {stack: load_template(target, stack) for stack in STACKS})
     print(report(found, acknowledged))
     return 1 if unacknowledged(found, acknowledged) else 0
 

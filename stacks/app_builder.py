@@ -33,6 +33,7 @@ def build(app: App) -> dict[str, Stack]:
                          description="Network, storage, data bucket and key pair for a ParallelCluster cluster")
     cluster = ClusterStack(app, "ClusterStack", settings=cluster_settings, document=document, prereq=prereq,
                            vpc_cidr=prereq_settings.network.vpc_cidr, context=lookup, env=env,
+                           data_repositories=prereq_settings.lustre.data_repository_associations,
                            description=f"ParallelCluster cluster {cluster_settings.cluster_name} "
                                        f"({document.source})")
     return {"PrereqStack": prereq, "ClusterStack": cluster}

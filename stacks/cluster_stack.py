@@ -8,16 +8,22 @@ from aws_cdk import CfnOutput, Fn, Stack
 from constructs import Construct
 
 from cluster_config import NODE_ACTIONS_DIR, ConfigDocument, PlaceholderValues, node_actions_used, render
+from hpc_constructs.data_repositories import DataRepositoryAssociations
 from hpc_constructs.node_actions import NodeActionScripts
 from hpc_constructs.parallelcluster import ParallelCluster, ParallelClusterProvider
 from settings.cluster import ClusterSettings
+from settings.prereq import DataRepositoryAssociationSettings
 from stacks.prereq_stack import PrereqStack
 
 
 class ClusterStack(Stack):
     def __init__(self, scope: Construct, construct_id: str, *, settings: ClusterSettings, document: ConfigDocument,
-                 prereq: PrereqStack, vpc_cidr: str, context: Callable[[str], Any], **kwargs: Any) -> None:
+                 prereq: PrereqStack, vpc_cidr: str, context: Callable[[str], Any],
+                 data_repositories: tuple[DataRepositoryAssociationSettings, ...] = (), **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
+        self.data_repositories = DataRepositoryAssociations(
+            self, "DataRepositories", associations=data_repositories, file_system_id=prereq.lustre.file_system_id,
+            data_bucket_name=prereq.data_bucket.bucket.bucket_name)
         scripts = NodeActionScripts(self, "NodeActions", directory=NODE_ACTIONS_DIR,
                                     scripts=node_actions_used(document))
         stack_values = {**prereq.values, "Region": self.region, "VpcCidr": vpc_cidr}

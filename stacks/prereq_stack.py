@@ -28,8 +28,7 @@ class PrereqStack(Stack):
         self.data_bucket = DataBucket(self, "DataBucket", removal_policy=data_policy)
         self.lustre = LustreFileSystem(
             self, "Lustre", settings=settings.lustre, subnet=self.network.private_subnet,
-            security_group=self.security_groups.lustre, data_bucket=self.data_bucket.bucket,
-            removal_policy=data_policy)
+            security_group=self.security_groups.lustre, removal_policy=data_policy)
         private_subnets = [s for s in (self.network.private_subnet, self.network.secondary_private_subnet) if s]
         self.home = OpenZfsHome(
             self, "Home", settings=settings.openzfs, subnets=private_subnets,

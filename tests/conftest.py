@@ -55,3 +55,15 @@ def default_app() -> Synthesized:
 @pytest.fixture(scope="session")
 def prereq(default_app: Synthesized) -> Template:
     return default_app.template("PrereqStack")
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch):
+    """moto-backed AWS in us-east-1 with fake credentials; nothing leaves the process."""
+    from moto import mock_aws
+
+    for key, value in {"AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing",
+                       "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}.items():
+        monkeypatch.setenv(key, value)
+    with mock_aws():
+        yield

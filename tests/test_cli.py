@@ -28,11 +28,13 @@ def run(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProc
 
 @pytest.mark.slow
 @pytest.mark.skipif(not CDK.exists(), reason="run `make test`: it installs the pinned CDK CLI")
-def test_pinned_cli_synthesizes_prereq_stack_offline(tmp_path: Path):
-    result = run([str(CDK), "synth", "PrereqStack", "--output", str(tmp_path / "cdk.out")], tmp_path)
+def test_pinned_cli_synthesizes_both_stacks_offline(tmp_path: Path):
+    result = run([str(CDK), "synth", "ClusterStack", "--output", str(tmp_path / "cdk.out")], tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "DeploymentType: PERSISTENT_2" in result.stdout
+    assert "Type: Custom::PclusterCluster" in result.stdout  # the selected stack's template is printed
     assert "Type: AWS::FSx::DataRepositoryAssociation" in result.stdout
+    prereq = (tmp_path / "cdk.out" / "PrereqStack.template.json").read_text()
+    assert '"DeploymentType": "PERSISTENT_2"' in prereq
 
 
 @pytest.mark.slow

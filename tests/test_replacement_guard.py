@@ -14,10 +14,13 @@ from settings.context import REPO_ROOT
 from tests.conftest import Synthesized, synth
 
 
+def found_for(app: Synthesized) -> list:
+    return replacements({s: load_template("snapshot", s) for s in STACKS},
+                        {s: app.template(s).to_json() for s in STACKS})
+
+
 def guard(app: Synthesized, acknowledged: list[str] = ()) -> list:
-    found = [r for stack in STACKS for r in replacements(stack, load_template("snapshot", stack),
-                                                             app.template(stack).to_json())]
-    return unacknowledged(found, list(acknowledged))
+    return unacknowledged(found_for(app), list(acknowledged))
 
 
 def blocked_types(blocked: list) -> dict[str, str]:
@@ -33,10 +36,11 @@ def test_moving_the_subnets_to_another_zone_replaces_both_file_systems():
     types = sorted(blocked_types(blocked).values())
     assert types == ["AWS::FSx::DataRepositoryAssociation", "AWS::FSx::FileSystem", "AWS::FSx::FileSystem"]
     lustre = next(r for r in blocked if r.logical_id.startswith("LustreFileSystem"))
-    assert lustre.reason.startswith("create-only SubnetIds refers to NetworkVpcPrivateSubnet1Subnet")
+    assert lustre.reason.startswith("create-only SubnetIds refers to PrereqStack/NetworkVpcPrivateSubnet1Subnet")
     # Only the exporting association holds data that exists nowhere else; the import-only one is not blocked.
     dra = next(r for r in blocked if r.type == "AWS::FSx::DataRepositoryAssociation")
-    assert "Association0" in dra.logical_id
+    assert dra.key.startswith("ClusterStack/DataRepositoriesAssociation0")  # across stacks
+    assert dra.reason.startswith("create-only FileSystemId refers to PrereqStack/LustreFileSystem")
 
 
 def test_a_security_group_change_on_a_file_system_is_caught(default_app: Synthesized):
@@ -45,9 +49,9 @@ def test_a_security_group_change_on_a_file_system_is_caught(default_app: Synthes
     [sg_id] = [k for k, r in new["Resources"].items() if r["Properties"].get("GroupDescription", "").startswith(
         "FSx for Lustre")]
     new["Resources"][sg_id]["Properties"]["GroupDescription"] = "Lustre servers"  # create-only: SG replaced
-    blocked = unacknowledged(replacements("PrereqStack", old, new), [])
+    blocked = unacknowledged(replacements({"PrereqStack": old}, {"PrereqStack": new}), [])
     lustre = next(r for r in blocked if r.type == "AWS::FSx::FileSystem")
-    assert lustre.reason == f"create-only SecurityGroupIds refers to {sg_id}, which is replaced"
+    assert lustre.reason == f"create-only SecurityGroupIds refers to PrereqStack/{sg_id}, which is replaced"
 
 
 def test_renaming_an_exporting_association_path_is_caught():
@@ -65,8 +69,7 @@ def test_acknowledged_replacements_pass_and_are_reported():
     app = synth(availability_zone="us-east-1b")
     keys = [r.key for r in guard(app)]
     assert guard(app, keys) == []
-    found = [r for s in STACKS for r in replacements(s, load_template("snapshot", s), app.template(s).to_json())]
-    text = report(found, keys)
+    text = report(found_for(app), keys)
     assert "acknowledged PrereqStack/LustreFileSystem" in text.replace("  ", " ")
     assert "BLOCKED" not in text
 
