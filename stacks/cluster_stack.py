@@ -16,6 +16,15 @@ from settings.prereq import DataRepositoryAssociationSettings
 from stacks.prereq_stack import PrereqStack
 
 
+# The login user ParallelCluster's official AMIs create, by Image.Os prefix.
+OS_USERS = (("ubuntu", "ubuntu"), ("rocky", "rocky"), ("alinux", "ec2-user"), ("rhel", "ec2-user"))
+
+
+def default_user(configuration: dict[str, Any]) -> str:
+    os_name = str(configuration.get("Image", {}).get("Os", ""))
+    return next((user for prefix, user in OS_USERS if os_name.startswith(prefix)), "ec2-user")
+
+
 class ClusterStack(Stack):
     def __init__(self, scope: Construct, construct_id: str, *, settings: ClusterSettings, document: ConfigDocument,
                  prereq: PrereqStack, vpc_cidr: str, context: Callable[[str], Any],
@@ -43,6 +52,7 @@ class ClusterStack(Stack):
         CfnOutput(self, "ClusterConfig", value=document.source, description="Cluster config file deployed")
         CfnOutput(self, "HeadNodeInstanceId", value=self.cluster.head_node_instance_id)
         CfnOutput(self, "HeadNodePrivateIp", value=self.cluster.head_node_private_ip)
+        CfnOutput(self, "HeadNodeUser", value=default_user(configuration), description="Login user of the OS")
         CfnOutput(self, "SsmSessionCommand", description="Shell on the head node without SSH or open ports",
                   value=Fn.join("", [f"aws ssm start-session --region {self.region} --target ",
                                      self.cluster.head_node_instance_id]))

@@ -1,0 +1,175 @@
+"""Day-to-day cluster operations (the pcluster CLI habits of seeds 000/002), from the stack outputs.
+
+Everything is found through the outputs of PrereqStack and ClusterStack, so no ids are typed by hand.
+Errors are OpsError with a sentence a user can act on; nothing here raises a botocore trace.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError, NoCredentialsError, NoRegionError
+
+FLEET_TABLE_PREFIX = "parallelcluster-"  # ParallelCluster's table; its COMPUTE_FLEET item drives slurm
+FLEET_KEY = {"Id": "COMPUTE_FLEET"}
+FLEET_STATES = {  # request -> (in progress, done)
+    "STOP_REQUESTED": ("STOPPING", "STOPPED"),
+    "START_REQUESTED": ("STARTING", "RUNNING"),
+}
+DEPLOY_HINT = "deploy first: npx cdk deploy PrereqStack ClusterStack"
+
+
+class OpsError(Exception):
+    """A problem the user can fix, in one sentence."""
+
+
+@dataclass
+class Session:
+    region: str
+    session: Any
+
+    def client(self, service: str) -> Any:
+        return self.session.client(service, region_name=self.region)
+
+
+def connect(region: str | None = None, profile: str | None = None) -> Session:
+    session = boto3.Session(profile_name=profile, region_name=region)
+    if session.get_credentials() is None:
+        raise OpsError("no AWS credentials found: run `aws configure` (or `aws sso login`), or set AWS_PROFILE")
+    if not session.region_name:
+        raise OpsError("no AWS region: pass --region or set AWS_DEFAULT_REGION")
+    return Session(session.region_name, session)
+
+
+def outputs(aws: Session, stack: str) -> dict[str, str]:
+    try:
+        described = aws.client("cloudformation").describe_stacks(StackName=stack)["Stacks"][0]
+    except (NoCredentialsError, NoRegionError) as error:
+        raise OpsError(f"cannot call AWS: {error}") from None
+    except ClientError as error:
+        if "does not exist" in str(error):
+            raise OpsError(f"stack {stack} is not deployed in {aws.region}: {DEPLOY_HINT}") from None
+        raise OpsError(f"cannot read stack {stack}: {error.response['Error']['Message']}") from None
+    return {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
+
+
+def _required(values: dict[str, str], key: str, stack: str) -> str:
+    if not values.get(key):
+        raise OpsError(f"stack {stack} has no output {key}: is it fully deployed? {DEPLOY_HINT}")
+    return values[key]
+
+
+def cluster_name(aws: Session) -> str:
+    return _required(outputs(aws, "ClusterStack"), "ClusterName", "ClusterStack")
+
+
+def status(aws: Session) -> dict[str, str]:
+    """Cluster stack status, head node state and compute fleet status."""
+    cluster = outputs(aws, "ClusterStack")
+    name = _required(cluster, "ClusterName", "ClusterStack")
+    result = {"cluster": name, "region": aws.region}
+    try:
+        stack = aws.client("cloudformation").describe_stacks(StackName=name)["Stacks"][0]
+        result["cluster stack"] = stack["StackStatus"]
+    except ClientError:
+        result["cluster stack"] = "NOT FOUND"
+    instance_id = cluster.get("HeadNodeInstanceId")
+    if instance_id:
+        reservations = aws.client("ec2").describe_instances(InstanceIds=[instance_id])["Reservations"]
+        instance = reservations[0]["Instances"][0] if reservations else {}
+        result["head node"] = f"{instance_id} {instance.get('State', {}).get('Name', 'unknown')}"
+        result["head node private ip"] = instance.get("PrivateIpAddress", "-")
+    result["compute fleet"] = fleet_status(aws, name)
+    return result
+
+
+def fleet_status(aws: Session, name: str) -> str:
+    try:
+        item = aws.client("dynamodb").get_item(TableName=FLEET_TABLE_PREFIX + name,
+                                               Key={"Id": {"S": "COMPUTE_FLEET"}}).get("Item")
+    except ClientError:
+        return "UNKNOWN (no fleet table yet)"
+    return item["Data"]["M"]["status"]["S"] if item else "UNKNOWN"
+
+
+def set_fleet(aws: Session, request: str) -> str:
+    """Asks ParallelCluster to stop or start the compute fleet, as `pcluster update-compute-fleet` does."""
+    name = cluster_name(aws)
+    current = fleet_status(aws, name)
+    in_progress, done = FLEET_STATES[request]
+    if current in (request, in_progress, done):
+        return f"compute fleet of {name} is already {current}"
+    if current.startswith("UNKNOWN"):
+        raise OpsError(f"compute fleet status of {name} is unknown: is the cluster still being created?")
+    try:
+        aws.client("dynamodb").update_item(
+            TableName=FLEET_TABLE_PREFIX + name, Key={"Id": {"S": "COMPUTE_FLEET"}},
+            UpdateExpression="set #dt.#st = :s, #dt.#lut = :t",
+            ConditionExpression="#dt.#st = :current",
+            ExpressionAttributeNames={"#dt": "Data", "#st": "status", "#lut": "lastStatusUpdatedTime"},
+            ExpressionAttributeValues={":s": {"S": request}, ":t": {"S": str(datetime.now(tz=timezone.utc))},
+                                       ":current": {"S": current}})
+    except ClientError as error:
+        if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            raise OpsError("the fleet status changed meanwhile; run `status` and try again") from None
+        raise
+    return f"compute fleet of {name}: {current} -> {request} (ParallelCluster moves it to {done})"
+
+
+def fetch_key(aws: Session, directory: Path) -> Path:
+    """Writes the key pair's private key from SSM Parameter Store to DIR/<key name>.pem, mode 0600."""
+    prereq = outputs(aws, "PrereqStack")
+    key_name = _required(prereq, "KeyPairName", "PrereqStack")
+    parameter = prereq.get("PrivateKeySsmParameter")
+    if not parameter:
+        raise OpsError(f"key pair {key_name} was not created by this app (context key_pair_name): use your own "
+                       "private key")
+    try:
+        value = aws.client("ssm").get_parameter(Name=parameter, WithDecryption=True)["Parameter"]["Value"]
+    except ClientError as error:
+        raise OpsError(f"cannot read {parameter}: {error.response['Error']['Message']}") from None
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = directory / f"{key_name}.pem"
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(value if value.endswith("\n") else value + "\n")
+    os.chmod(path, 0o600)  # also when the file existed with wider permissions
+    return path
+
+
+def connect_command(aws: Session, ssh: bool, key_dir: Path) -> list[str]:
+    """The command that opens a shell on the head node: SSM by default, SSH with --ssh."""
+    cluster = outputs(aws, "ClusterStack")
+    instance_id = _required(cluster, "HeadNodeInstanceId", "ClusterStack")
+    if not ssh:
+        return ["aws", "ssm", "start-session", "--region", aws.region, "--target", instance_id]
+    key = key_dir / f"{_required(outputs(aws, 'PrereqStack'), 'KeyPairName', 'PrereqStack')}.pem"
+    if not key.exists():
+        raise OpsError(f"no private key at {key}: run `scripts/ops.py fetch-key` first")
+    reservations = aws.client("ec2").describe_instances(InstanceIds=[instance_id])["Reservations"]
+    instance = reservations[0]["Instances"][0]
+    address = instance.get("PublicIpAddress") or instance.get("PrivateIpAddress")
+    user = cluster.get("HeadNodeUser", "ec2-user")
+    return ["ssh", "-i", str(key), f"{user}@{address}"]
+
+
+def export_logs(aws: Session, since_hours: int = 24) -> str:
+    """Starts a CloudWatch Logs export of the cluster's log group into the data bucket."""
+    name = cluster_name(aws)
+    bucket = _required(outputs(aws, "PrereqStack"), "DataBucketName", "PrereqStack")
+    logs = aws.client("logs")
+    groups = logs.describe_log_groups(logGroupNamePrefix=f"/aws/parallelcluster/{name}")["logGroups"]
+    if not groups:
+        raise OpsError(f"no log group /aws/parallelcluster/{name}*: is Monitoring.Logs.CloudWatch enabled?")
+    now = datetime.now(tz=timezone.utc)
+    prefix = f"cluster-logs/{name}/{now:%Y%m%dT%H%M%SZ}"
+    task = logs.create_export_task(
+        taskName=f"{name}-{now:%Y%m%d%H%M%S}", logGroupName=groups[0]["logGroupName"],
+        fromTime=int((now.timestamp() - since_hours * 3600) * 1000), to=int(now.timestamp() * 1000),
+        destination=bucket, destinationPrefix=prefix)
+    return f"export task {task['taskId']}: {groups[0]['logGroupName']} -> s3://{bucket}/{prefix}/"

@@ -1,0 +1,121 @@
+"""Ops commands against moto: the stack outputs lead to the head node, the fleet table, the key, the logs."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import boto3
+import pytest
+
+from scripts import ops
+
+CLUSTER = "hpc-cluster"
+PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nfake\n-----END OPENSSH PRIVATE KEY-----"
+
+
+def stack_with_outputs(name: str, outputs: dict[str, str]) -> None:
+    template = {"Resources": {"Placeholder": {"Type": "AWS::SNS::Topic"}},
+                "Outputs": {k: {"Value": v} for k, v in outputs.items()}}
+    boto3.client("cloudformation").create_stack(StackName=name, TemplateBody=json.dumps(template))
+
+
+@pytest.fixture
+def deployed(aws) -> dict[str, str]:
+    """What `cdk deploy` and ParallelCluster leave behind, as far as the ops commands look."""
+    ec2 = boto3.client("ec2")
+    image = ec2.describe_images()["Images"][0]["ImageId"]
+    instance = ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1, InstanceType="c5.9xlarge")["Instances"][0]
+    boto3.client("s3").create_bucket(Bucket="data-bucket")
+    boto3.client("ssm").put_parameter(Name="/ec2/keypair/key-0abc", Value=PRIVATE_KEY, Type="SecureString")
+    stack_with_outputs("PrereqStack", {"KeyPairName": "PrereqStack-cluster", "DataBucketName": "data-bucket",
+                                       "PrivateKeySsmParameter": "/ec2/keypair/key-0abc"})
+    stack_with_outputs("ClusterStack", {"ClusterName": CLUSTER, "HeadNodeInstanceId": instance["InstanceId"],
+                                        "HeadNodeUser": "ubuntu"})
+    stack_with_outputs(CLUSTER, {})  # ParallelCluster's own stack
+    dynamodb = boto3.client("dynamodb")
+    dynamodb.create_table(TableName=f"parallelcluster-{CLUSTER}", BillingMode="PAY_PER_REQUEST",
+                          KeySchema=[{"AttributeName": "Id", "KeyType": "HASH"}],
+                          AttributeDefinitions=[{"AttributeName": "Id", "AttributeType": "S"}])
+    dynamodb.put_item(TableName=f"parallelcluster-{CLUSTER}", Item={"Id": {"S": "COMPUTE_FLEET"}, "Data": {"M": {
+        "status": {"S": "RUNNING"}, "lastStatusUpdatedTime": {"S": "2026-11-23 00:00:00+00:00"}}}})
+    boto3.client("logs").create_log_group(logGroupName=f"/aws/parallelcluster/{CLUSTER}-202611230000")
+    return {"instance": instance["InstanceId"]}
+
+
+def run(capsys, *args: str) -> tuple[int, str, str]:
+    code = ops.main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_status(deployed, capsys):
+    code, out, _ = run(capsys, "status")
+    assert code == 0
+    assert f"cluster                {CLUSTER}" in out
+    assert "cluster stack          CREATE_COMPLETE" in out
+    assert f"head node              {deployed['instance']} running" in out
+    assert "compute fleet          RUNNING" in out
+
+
+def test_stop_then_start_the_fleet(deployed, capsys):
+    assert run(capsys, "stop-fleet")[1] == f"compute fleet of {CLUSTER}: RUNNING -> STOP_REQUESTED (ParallelCluster moves it to STOPPED)\n"
+    item = boto3.client("dynamodb").get_item(TableName=f"parallelcluster-{CLUSTER}", Key={"Id": {"S": "COMPUTE_FLEET"}})
+    assert item["Item"]["Data"]["M"]["status"]["S"] == "STOP_REQUESTED"
+    assert "already STOP_REQUESTED" in run(capsys, "stop-fleet")[1]
+    assert "STOP_REQUESTED -> START_REQUESTED" in run(capsys, "start-fleet")[1]
+
+
+def test_fetch_key_writes_0600(deployed, capsys, tmp_path: Path):
+    code, out, _ = run(capsys, "fetch-key", "--dir", str(tmp_path / "ssh"))
+    key = tmp_path / "ssh" / "PrereqStack-cluster.pem"
+    assert code == 0 and out == f"wrote {key}\n"
+    assert key.read_text() == PRIVATE_KEY + "\n"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+
+
+def test_connect_prints_the_ssm_session(deployed, capsys):
+    code, out, _ = run(capsys, "connect", "--print")
+    assert code == 0 and out == f"aws ssm start-session --region us-east-1 --target {deployed['instance']}\n"
+
+
+def test_connect_over_ssh_needs_the_key_first(deployed, capsys, monkeypatch, tmp_path: Path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    code, _, err = run(capsys, "connect", "--ssh", "--print")
+    assert code == 1 and "run `scripts/ops.py fetch-key` first" in err
+    run(capsys, "fetch-key", "--dir", str(tmp_path / ".ssh"))
+    code, out, _ = run(capsys, "connect", "--ssh", "--print")
+    assert code == 0 and out.startswith(f"ssh -i {tmp_path}/.ssh/PrereqStack-cluster.pem ubuntu@")
+
+
+def test_export_logs_to_the_data_bucket(deployed, capsys):
+    code, out, err = run(capsys, "export-logs", "--hours", "2")
+    assert code == 0, err
+    assert f"/aws/parallelcluster/{CLUSTER}-202611230000 -> s3://data-bucket/cluster-logs/{CLUSTER}/" in out
+
+
+def test_stacks_not_deployed(aws, capsys):
+    code, _, err = run(capsys, "status")
+    assert code == 1
+    assert err == ("error: stack ClusterStack is not deployed in us-east-1: deploy first: "
+                   "npx cdk deploy PrereqStack ClusterStack\n")
+
+
+def test_no_credentials(capsys, monkeypatch, tmp_path: Path):
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    code, _, err = run(capsys, "--region", "us-east-1", "status")
+    assert code == 1 and err.startswith("error: no AWS credentials found: run `aws configure`")
+
+
+def test_every_command_has_help(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        ops.main(["--help"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    for command in ("status", "connect", "fetch-key", "stop-fleet", "start-fleet", "export-logs"):
+        assert command in text
