@@ -45,6 +45,7 @@ STOP_FLEET_PATH = "stop the fleet first (scripts/ops.py stop-fleet), deploy, the
 class ClusterSide:
     cluster_name: str
     configuration: dict[str, Any]
+    logical_id: str = ""
 
 
 @dataclass
@@ -102,10 +103,11 @@ def symbolic(value: Any) -> Any:
 
 
 def cluster_side(template: dict[str, Any]) -> ClusterSide | None:
-    for resource in template.get("Resources", {}).values():
+    for logical_id, resource in template.get("Resources", {}).items():
         if resource.get("Type") == "Custom::PclusterCluster":
             props = resource["Properties"]
-            return ClusterSide(str(symbolic(props["ClusterName"])), symbolic(props["ClusterConfiguration"]))
+            return ClusterSide(str(symbolic(props["ClusterName"])), symbolic(props["ClusterConfiguration"]),
+                               logical_id)
     return None
 
 
@@ -129,6 +131,10 @@ def preview(base: dict[str, Any] | None, target: dict[str, Any] | None, *, runni
         result.notes.append(f"ClusterName {before.cluster_name} -> {after.cluster_name}: CloudFormation replaces the "
                             "cluster (the new one is created first, then the old one deleted); jobs on the old "
                             "cluster are lost, data on /fsx and /home stays")
+    elif before.logical_id != after.logical_id:
+        result.replaced = True
+        result.notes.append(f"the cluster's logical id changes ({before.logical_id} -> {after.logical_id}) but not its "
+                            "name: CloudFormation would create a second cluster with the same name, which fails")
     request = {"patch": {"cluster_name": after.cluster_name, "base": before.configuration,
                          "target": after.configuration, "running": running}}
     output = subprocess.run([str(python), str(WORKER)], input=json.dumps(request), capture_output=True, text=True,

@@ -1,0 +1,59 @@
+"""The pull-request workflow and the report it posts."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lifecycle.templates import SNAPSHOT_DIR, SNAPSHOT_FILES
+from settings.context import REPO_ROOT
+from tests.conftest import Synthesized, synth
+
+WORKFLOW = REPO_ROOT / ".github" / "workflows" / "pull-request.yml"
+CHECK_JSONSCHEMA = REPO_ROOT / ".venv" / "bin" / "check-jsonschema"
+
+
+@pytest.mark.skipif(not CHECK_JSONSCHEMA.exists(), reason="run `make test`: it installs check-jsonschema")
+def test_workflow_matches_the_github_actions_schema():
+    result = subprocess.run([str(CHECK_JSONSCHEMA), "--builtin-schema", "vendor.github-workflows", str(WORKFLOW)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_workflow_installs_with_the_readme_command_and_posts_the_report():
+    workflow = yaml.safe_load(WORKFLOW.read_text())
+    assert list(workflow[True]) == ["pull_request"]  # YAML 1.1 reads the key `on` as True
+    steps = workflow["jobs"]["report"]["steps"]
+    runs = [step.get("run", "") for step in steps]
+    assert "make test" in runs
+    assert any("scripts/pr_report.py --base-ref" in run for run in runs)
+    assert any("gh pr comment" in run for run in runs)
+    account_diff = [s for s in steps if "cdk diff PrereqStack ClusterStack" in s.get("run", "")]
+    assert account_diff and account_diff[0]["if"] == "vars.AWS_ROLE_ARN != ''"  # only with a configured role
+
+
+def write_assembly(app: Synthesized, directory: Path) -> Path:
+    shutil.copytree(app.assembly.directory, directory)
+    return directory
+
+
+def test_report_shows_diff_update_policies_guard_and_critical_path(tmp_path: Path):
+    base = tmp_path / "base"
+    base.mkdir()
+    for stack, name in SNAPSHOT_FILES.items():
+        shutil.copy(SNAPSHOT_DIR / name, base / f"{stack}.template.json")
+    head = write_assembly(synth(HEAD_NODE_INSTANCE_TYPE="c5.18xlarge", availability_zone="us-east-1b"), tmp_path / "head")
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "pr_report.py"), "--base", str(base), "--head",
+                             str(head), "--output", str(tmp_path / "report.md")], capture_output=True, text=True)
+    assert result.returncode == 1, result.stderr
+    report = (tmp_path / "report.md").read_text()
+    assert "<code>cdk diff PrereqStack</code>" in report and "HomeFileSystem776A06C2 replace" in report
+    assert "| `HeadNode.InstanceType` | `c5.9xlarge` | `c5.18xlarge` | UNSUPPORTED |" in report
+    assert ":x: Data at risk." in report and "BLOCKED      PrereqStack/LustreFileSystem" in report
+    assert "critical path: ~32 min, 2 slow resource(s) in series" in report
