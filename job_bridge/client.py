@@ -1,0 +1,130 @@
+"""Submit a job folder through the data bucket, follow its state, fetch its results (boto3)."""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, TextIO
+
+from botocore.exceptions import ClientError, NoCredentialsError
+
+STATE_FILE = "job-aws-stat.txt"
+JOB_SCRIPT = "job-aws-run.sh"
+JOBID_FILE = "job-aws-jobid.txt"
+ERROR_FILE = "job-aws-sbatch.out"
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")  # same rule as the head node's
+
+
+class JobBridgeError(Exception):
+    """A problem the user can fix, in one sentence."""
+
+
+class Progress:
+    """A one-line progress bar on a terminal (plain lines otherwise), fed by boto3 transfer callbacks."""
+
+    def __init__(self, label: str, total: int, stream: TextIO = sys.stderr, width: int = 30) -> None:
+        self.label, self.total, self.stream, self.width, self.done = label, max(total, 1), stream, width, 0
+
+    def __call__(self, chunk: int) -> None:
+        self.done += chunk
+        filled = int(self.width * min(self.done, self.total) / self.total)
+        percent = int(100 * min(self.done, self.total) / self.total)
+        end = "\n" if self.done >= self.total else ""
+        if self.stream.isatty() or end:
+            self.stream.write(f"\r[{'#' * filled}{' ' * (self.width - filled)}] {percent:3d}% "
+                              f"{self.done / 1e6:.1f}/{self.total / 1e6:.1f} MB {self.label}{end}")
+            self.stream.flush()
+
+
+@dataclass
+class JobStore:
+    s3: Any  # boto3 S3 client
+    bucket: str
+    prefix: str = "jobs/"
+
+    def key(self, name: str, file: str = "") -> str:
+        return f"{self.prefix.rstrip('/')}/{name}/{file}"
+
+    def _call(self, action: Callable[[], Any]) -> Any:
+        try:
+            return action()
+        except NoCredentialsError:
+            raise JobBridgeError("no AWS credentials found: run `aws configure` (or `aws sso login`), "
+                                 "or set AWS_PROFILE") from None
+        except ClientError as error:
+            code = error.response["Error"]["Code"]
+            if code == "NoSuchBucket" or (code in ("404", "NotFound") and error.operation_name == "HeadBucket"):
+                raise JobBridgeError(f"bucket {self.bucket} does not exist (or is not visible with these "
+                                     "credentials): pass --bucket, or deploy PrereqStack") from None
+            raise JobBridgeError(f"S3 {error.operation_name}: {error.response['Error'].get('Message', code)}") from None
+
+    def names_in(self, name: str) -> list[dict[str, Any]]:
+        pages = self._call(lambda: list(self.s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=self.key(name))))
+        return [item for page in pages for item in page.get("Contents", [])]
+
+    def submit(self, directory: Path, name: str | None = None, stream: TextIO = sys.stderr) -> str:
+        name = name or directory.resolve().name
+        if not NAME_PATTERN.match(name):
+            raise JobBridgeError(f"job name '{name}' is not allowed: use letters, digits, '.', '_', '-' "
+                                 "(pass --name to choose another)")
+        if not (directory / JOB_SCRIPT).is_file():
+            raise JobBridgeError(f"{directory}/{JOB_SCRIPT} is missing: it is the Slurm batch script the cluster runs")
+        self._call(lambda: self.s3.head_bucket(Bucket=self.bucket))
+        if self.names_in(name):
+            raise JobBridgeError(f"s3://{self.bucket}/{self.key(name)} already exists: choose another --name, or "
+                                 "fetch and delete that job first")
+        files = [p for p in sorted(directory.rglob("*")) if p.is_file() and p.name != STATE_FILE]
+        progress = Progress(f"{name} ({len(files)} files)", sum(p.stat().st_size for p in files), stream)
+        for path in files:
+            relative = path.relative_to(directory).as_posix()
+            self._call(lambda: self.s3.upload_file(str(path), self.bucket, self.key(name, relative),
+                                                   Callback=progress))
+        if not files or progress.done == 0:
+            progress(0)
+        # The state file goes last: its upload is what starts the job on the cluster.
+        self._call(lambda: self.s3.put_object(Bucket=self.bucket, Key=self.key(name, STATE_FILE),
+                                              Body=b"FILE_UPLOAD\n"))
+        return name
+
+    def read(self, name: str, file: str) -> str | None:
+        try:
+            body = self.s3.get_object(Bucket=self.bucket, Key=self.key(name, file))["Body"].read()
+        except ClientError as error:
+            if error.response["Error"]["Code"] in ("NoSuchKey", "404"):
+                return None
+            raise JobBridgeError(f"S3 GetObject: {error.response['Error'].get('Message', error)}") from None
+        return body.decode().strip()
+
+    def status(self, name: str) -> dict[str, str]:
+        self._call(lambda: self.s3.head_bucket(Bucket=self.bucket))
+        state = self.read(name, STATE_FILE)
+        if state is None:
+            raise JobBridgeError(f"no job {name} under s3://{self.bucket}/{self.prefix}: check the name")
+        result = {"job": name, "state": state.splitlines()[0] if state else ""}
+        job_id = self.read(name, JOBID_FILE)
+        if job_id:
+            result["slurm job id"] = job_id
+        if result["state"] == "JOB_ERROR":
+            result["error"] = self.read(name, ERROR_FILE) or "(no message)"
+        return result
+
+    def fetch(self, name: str, destination: Path, stream: TextIO = sys.stderr) -> list[Path]:
+        objects = self.names_in(name)
+        if not objects:
+            raise JobBridgeError(f"no job {name} under s3://{self.bucket}/{self.prefix}: check the name")
+        progress = Progress(f"{name} ({len(objects)} files)", sum(o["Size"] for o in objects), stream)
+        written = []
+        for item in objects:
+            relative = item["Key"][len(self.key(name)):]
+            if not relative or relative.endswith("/"):
+                continue
+            target = destination / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self._call(lambda: self.s3.download_file(self.bucket, item["Key"], str(target), Callback=progress))
+            written.append(target)
+        if progress.done == 0:
+            progress(0)
+        return written

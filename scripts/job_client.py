@@ -1,0 +1,63 @@
+#!/usr/bin/env python3
+"""On-premises client of the job bridge (seed 004): submit a job folder, follow it, fetch the results.
+
+    scripts/job_client.py submit ./work [--name job0001]   uploads the folder, then FILE_UPLOAD
+    scripts/job_client.py status job0001                   FILE_UPLOAD / JOB_SUBMIT / JOB_COMPLETE / ...
+    scripts/job_client.py fetch job0001 ./results          downloads the job folder with its results
+
+The folder must contain job-aws-run.sh (the Slurm batch script). The bucket defaults to PrereqStack's
+DataBucketName output; the prefix to the context value job_bridge_prefix (jobs/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from job_bridge.client import JobBridgeError, JobStore  # noqa: E402
+from ops.cluster import OpsError, connect, outputs  # noqa: E402
+from settings.context import shipped_context  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bucket", help="default: PrereqStack output DataBucketName")
+    parser.add_argument("--prefix", default=shipped_context().get("job_bridge_prefix", "jobs/"))
+    parser.add_argument("--region")
+    parser.add_argument("--profile")
+    commands = parser.add_subparsers(dest="command", required=True)
+    submit = commands.add_parser("submit", help="upload a job folder and request its submission")
+    submit.add_argument("directory", type=Path)
+    submit.add_argument("--name", help="job name in S3 (default: the folder's name)")
+    status = commands.add_parser("status", help="state of a job")
+    status.add_argument("name")
+    fetch = commands.add_parser("fetch", help="download a job folder with its results")
+    fetch.add_argument("name")
+    fetch.add_argument("destination", type=Path)
+    args = parser.parse_args(argv)
+    try:
+        aws = connect(args.region, args.profile)
+        bucket = args.bucket or outputs(aws, "PrereqStack").get("DataBucketName")
+        if not bucket:
+            raise JobBridgeError("PrereqStack has no DataBucketName output: pass --bucket")
+        store = JobStore(aws.client("s3"), bucket, args.prefix)
+        if args.command == "submit":
+            name = store.submit(args.directory, args.name)
+            print(f"submitted {name}: s3://{bucket}/{store.key(name)} (follow with: status {name})")
+        elif args.command == "status":
+            for key, value in store.status(args.name).items():
+                print(f"{key:14} {value}")
+        else:
+            files = store.fetch(args.name, args.destination)
+            print(f"fetched {len(files)} files into {args.destination}")
+    except (JobBridgeError, OpsError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
