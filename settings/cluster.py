@@ -9,6 +9,7 @@ from settings.context import ContextReader
 
 CLUSTER_NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9-]{0,59}$")
 VERSION = re.compile(r"^3\.(\d+)\.\d+$")
+JOB_PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*/$")
 RESERVED_NAMES = ("PrereqStack", "ClusterStack")  # ParallelCluster creates a stack named after the cluster
 
 
@@ -18,6 +19,10 @@ class ClusterSettings:
     cluster_name: str = "hpc-cluster"
     # One pin for both the provider template deployed and the schema used to validate offline.
     parallelcluster_version: str = "3.16.1"
+    # On-prem job submission through the data bucket (seed 004); opt-in.
+    job_bridge: bool = False
+    job_bridge_prefix: str = "jobs/"
+    job_bridge_user: str = ""  # empty: the OS's default user (ubuntu, ec2-user, rocky)
 
     @classmethod
     def from_context(cls, reader: ContextReader) -> "ClusterSettings":
@@ -37,6 +42,15 @@ class ClusterSettings:
         if not match or int(match.group(1)) < 6:
             reader.fail("parallelcluster_version", "is not a ParallelCluster 3.6+ release (the first with the "
                         "CloudFormation custom resource)", "use a version such as 3.16.1")
-        settings = cls(cluster_config=config, cluster_name=name, parallelcluster_version=version)
+        prefix = reader.string("job_bridge_prefix", d.job_bridge_prefix)
+        if not JOB_PREFIX.match(prefix):
+            reader.fail("job_bridge_prefix", "is not an S3 key prefix ending in '/'",
+                        "use letters, digits, '.', '_', '-' and '/', e.g. jobs/")
+        user = reader.string("job_bridge_user", d.job_bridge_user)
+        if user and not re.match(r"^[a-z_][a-z0-9_-]{0,31}$", user):
+            reader.fail("job_bridge_user", "is not a Linux user name", "use e.g. ubuntu or ec2-user, or leave it empty")
+        settings = cls(cluster_config=config, cluster_name=name, parallelcluster_version=version,
+                       job_bridge=reader.boolean("job_bridge", d.job_bridge), job_bridge_prefix=prefix,
+                       job_bridge_user=user)
         reader.raise_if_errors()
         return settings

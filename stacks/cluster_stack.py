@@ -8,21 +8,14 @@ from aws_cdk import CfnOutput, Fn, Stack
 from constructs import Construct
 
 from cluster_config import NODE_ACTIONS_DIR, ConfigDocument, PlaceholderValues, node_actions_used, render
+from cluster_config.job_bridge import default_user
 from hpc_constructs.data_repositories import DataRepositoryAssociations
+from hpc_constructs.job_bridge import JobBridge
 from hpc_constructs.node_actions import NodeActionScripts
 from hpc_constructs.parallelcluster import ParallelCluster, ParallelClusterProvider
 from settings.cluster import ClusterSettings
 from settings.prereq import DataRepositoryAssociationSettings
 from stacks.prereq_stack import PrereqStack
-
-
-# The login user ParallelCluster's official AMIs create, by Image.Os prefix.
-OS_USERS = (("ubuntu", "ubuntu"), ("rocky", "rocky"), ("alinux", "ec2-user"), ("rhel", "ec2-user"))
-
-
-def default_user(configuration: dict[str, Any]) -> str:
-    os_name = str(configuration.get("Image", {}).get("Os", ""))
-    return next((user for prefix, user in OS_USERS if os_name.startswith(prefix)), "ec2-user")
 
 
 class ClusterStack(Stack):
@@ -47,6 +40,11 @@ class ClusterStack(Stack):
         self.cluster = ParallelCluster(self, "Cluster" + settings.cluster_name.replace("-", ""),
                                        cluster_name=settings.cluster_name, configuration=configuration,
                                        provider=provider)
+
+        if settings.job_bridge:
+            self.job_bridge = JobBridge(self, "JobBridge", bucket_name=prereq.data_bucket.bucket.bucket_name,
+                                        prefix=settings.job_bridge_prefix,
+                                        head_node_instance_id=self.cluster.head_node_instance_id)
 
         CfnOutput(self, "ClusterName", value=settings.cluster_name, description="ParallelCluster cluster name")
         CfnOutput(self, "ClusterConfig", value=document.source, description="Cluster config file deployed")

@@ -17,6 +17,7 @@ VARIANTS = {
     "throwaway": {"destroy_data_on_delete": True},
     "gpu-p5": {"cluster_config": "gpu-p5", "CAPACITY_RESERVATION_ID": "cr-0123456789abcdef0"},
     "multi-queue": {"cluster_config": "multi-queue"},
+    "job-bridge": {"job_bridge": True},
 }
 
 

@@ -150,20 +150,19 @@ cmd_submit() {
   done < <(printf '%s\n' "$keys" | tr '\t' '\n')
 }
 
-cmd_epilog() {
+cmd_epilog() {  # cmd_epilog JOB_NAME JOB_ID EXIT_CODE (passed by the epilog wrapper)
   load_conf
-  local name="${SLURM_JOB_NAME:-}" code state attempt
+  local name="${1:-}" job_id="${2:-?}" code="${3:-1}" state attempt
   [[ "$name" == jb-* ]] || exit 0  # not a bridged job
   name="${name#jb-}"
   [[ "$name" =~ $NAME_PATTERN && -d "$WORK_ROOT/$name" ]] || exit 0
-  # SLURM_JOB_EXIT_CODE2 is "exit:signal"; anything but 0:0 is a failure.
-  code="${SLURM_JOB_EXIT_CODE2:-${SLURM_JOB_EXIT_CODE:-1}}"
+  # The exit code comes as "exit:signal" (SLURM_JOB_EXIT_CODE2); anything but 0:0 is a failure.
   if [[ "$code" == "0:0" || "$code" == 0 ]]; then state=JOB_COMPLETE; else state=JOB_FAILED; fi
   for attempt in 1 2 3; do
     # Results first, state last: JOB_COMPLETE is never visible before the results are.
     if aws s3 sync "$WORK_ROOT/$name" "$(s3_url "$name/")" --exclude "$STATE_FILE" --only-show-errors; then
       put_text "$name" "$STATE_FILE" "$state"
-      log "$name: job ${SLURM_JOB_ID:-?} ended ($code): $state"
+      log "$name: job $job_id ended ($code): $state"
       return 0
     fi
     sleep $((attempt * 5))
@@ -185,16 +184,29 @@ cmd_install() {
     printf 'export PATH=/usr/local/bin:/usr/bin:/bin:/opt/slurm/bin:${PATH:-}\n'
   } > "$conf.new"
   mv "$conf.new" "$conf"
-  # EpilogSlurmctld takes a program without arguments.
-  printf '#!/bin/sh\nJOB_BRIDGE_CONF=%s exec %s epilog\n' "$conf" "$dir/job_bridge.sh" > "$dir/epilog.new"
+  # EpilogSlurmctld takes a program without arguments, run as SlurmUser (slurm). ParallelCluster's
+  # secured IMDS gives AWS credentials to root only, so the wrapper hands the job over through sudo,
+  # passing what it needs as arguments (sudo clears the environment).
+  cat > "$dir/epilog.new" <<EPILOG
+#!/bin/sh
+set -- "\${SLURM_JOB_NAME:-}" "\${SLURM_JOB_ID:-}" "\${SLURM_JOB_EXIT_CODE2:-\${SLURM_JOB_EXIT_CODE:-1}}"
+case "\$1" in jb-*) ;; *) exit 0 ;; esac
+if [ "\$(id -u)" = 0 ]; then
+  JOB_BRIDGE_CONF=$conf exec $dir/job_bridge.sh epilog "\$@"
+fi
+exec sudo -n $dir/job_bridge.sh epilog "\$@"
+EPILOG
   chmod 0755 "$dir/epilog.new"
   mv "$dir/epilog.new" "$dir/epilog"
+  mkdir -p "$root/etc/sudoers.d"
+  printf 'slurm ALL=(root) NOPASSWD: /opt/job-bridge/job_bridge.sh epilog *\n' > "$root/etc/sudoers.d/job-bridge"
+  chmod 0440 "$root/etc/sudoers.d/job-bridge"
   log "installed in $dir (bucket $bucket, prefix $prefix, jobs run as $user)"
 }
 
 case "${1:-}" in
   submit) cmd_submit ;;
-  epilog) cmd_epilog ;;
+  epilog) shift; cmd_epilog "$@" ;;
   install)
     [[ $# -eq 4 ]] || { log "usage: $0 install BUCKET PREFIX USER"; exit 2; }
     cmd_install "$2" "$3" "$4"
