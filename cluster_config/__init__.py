@@ -57,6 +57,9 @@ def dummy_values(region: str, vpc_cidr: str, key_pair_name: str, context: Callab
         "DataBucketName": "prereqstack-databucket-example",
         "KeyPairName": key_pair_name,
         "PrivateKeySsmParameter": "/ec2/keypair/key-0123456789abcdef0",
+        "AccountingDatabaseUri": f"accounting.cluster-0123456789ab.{region}.rds.amazonaws.com:3306",
+        "AccountingDatabaseUser": "slurm_admin",
+        "AccountingDatabaseSecretArn": f"arn:aws:secretsmanager:{region}:{DUMMY_ACCOUNT}:secret:slurm-db-AbCdEf",
     }
     if uses_node_actions:
         stack["ScriptsBucket"] = scripts_bucket

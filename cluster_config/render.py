@@ -34,7 +34,8 @@ SCRIPTS_BUCKET = "ScriptsBucket"
 STACK_VALUE_NAMES = (
     "Region", "VPC", "VpcCidr", "PublicSubnet", "PrimaryPrivateSubnet", "SecondaryPrivateSubnet", "SecurityGroup",
     "FSxLustreFilesystemId", "FSxLustreFilesystemDNSname", "FSxLustreFilesystemMountname", "FSxOpenZfsFilesystemId",
-    "FSxORootVolumeId", "DataBucketName", "KeyPairName", "PrivateKeySsmParameter", SCRIPTS_BUCKET,
+    "FSxORootVolumeId", "DataBucketName", "KeyPairName", "PrivateKeySsmParameter", "AccountingDatabaseUri",
+    "AccountingDatabaseUser", "AccountingDatabaseSecretArn", SCRIPTS_BUCKET,
 )
 # Names used by awsome-distributed-training's cluster templates and seed 002's config.yaml.
 ALIASES = {

@@ -96,7 +96,12 @@ class PrereqSettings:
     lustre: LustreSettings = field(default_factory=LustreSettings)
     openzfs: OpenZfsSettings = field(default_factory=OpenZfsSettings)
     key_pair_name: str = ""  # empty: create an ed25519 key pair; else use this existing one
+    slurm_accounting: bool = False  # Aurora MySQL Serverless v2 for slurmdbd (needs a second zone)
     destroy_data_on_delete: bool = False  # throwaway dev environments only
+
+    @property
+    def needs_second_zone(self) -> bool:
+        return self.openzfs.multi_az or self.slurm_accounting
 
     @classmethod
     def from_context(cls, reader: ContextReader) -> "PrereqSettings":
@@ -107,7 +112,12 @@ class PrereqSettings:
             network=network, lustre=lustre, openzfs=openzfs,
             key_pair_name=reader.string("key_pair_name", cls.key_pair_name),
             destroy_data_on_delete=reader.boolean("destroy_data_on_delete", cls.destroy_data_on_delete),
+            slurm_accounting=reader.boolean("slurm_accounting", cls.slurm_accounting),
         )
+        if settings.slurm_accounting and not network.secondary_availability_zone:
+            reader.fail("secondary_availability_zone", "is required by slurm_accounting=true (an RDS subnet group "
+                        "spans two zones)", f"set -c secondary_availability_zone=<another zone of {network.region}>",
+                        value="")
         reader.raise_if_errors()
         return settings
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from aws_cdk import App, Environment, Stack
 
 import cluster_config
+from cluster_config.accounting import with_accounting
 from cluster_config.job_bridge import with_job_bridge
 from settings.cluster import ClusterSettings
 from settings.context import ContextReader
@@ -20,6 +21,8 @@ def build(app: App) -> dict[str, Stack]:
     lookup = app.node.try_get_context
     prereq_settings, cluster_settings = _settings(lookup)
     document = cluster_config.load_named_config(cluster_settings.cluster_config)
+    if prereq_settings.slurm_accounting:
+        document = with_accounting(document)
     if cluster_settings.job_bridge:
         document = with_job_bridge(document, cluster_settings.job_bridge_prefix, cluster_settings.job_bridge_user)
     region = prereq_settings.network.region

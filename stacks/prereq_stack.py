@@ -7,6 +7,7 @@ from typing import Any
 from aws_cdk import CfnOutput, Stack, Tags
 from constructs import Construct
 
+from hpc_constructs.accounting_database import AccountingDatabase
 from hpc_constructs.data_bucket import DataBucket
 from hpc_constructs.key_pair import ClusterKeyPair
 from hpc_constructs.lustre import LustreFileSystem
@@ -23,7 +24,7 @@ class PrereqStack(Stack):
         data_policy = data_removal_policy(settings.destroy_data_on_delete)
 
         self.network = ClusterNetwork(self, "Network", settings=settings.network,
-                                      with_secondary_zone=settings.openzfs.multi_az)
+                                      with_secondary_zone=settings.needs_second_zone)
         self.security_groups = ClusterSecurityGroups(self, "SecurityGroups", vpc=self.network.vpc)
         self.data_bucket = DataBucket(self, "DataBucket", removal_policy=data_policy)
         self.lustre = LustreFileSystem(
@@ -36,6 +37,10 @@ class PrereqStack(Stack):
             security_group=self.security_groups.openzfs, nfs_clients=settings.network.vpc_cidr,
             removal_policy=data_policy)
         self.key_pair = ClusterKeyPair(self, "KeyPair", existing_name=settings.key_pair_name)
+        self.accounting = (AccountingDatabase(
+            self, "Accounting", vpc=self.network.vpc, subnets=private_subnets,
+            cluster_security_group=self.security_groups.cluster,
+            destroy_on_delete=settings.destroy_data_on_delete) if settings.slurm_accounting else None)
         Tags.of(self).add("Project", "parallelcluster-cdk")
 
         # Output names match the awsome-distributed-training prerequisites template (seed 002); the
@@ -56,6 +61,11 @@ class PrereqStack(Stack):
         self._output("FSxORootVolumeId", self.home.root_volume_id, "OpenZFS root volume (/home)")
         self._output("DataBucketName", self.data_bucket.bucket.bucket_name, "Data bucket")
         self._output("KeyPairName", self.key_pair.key_pair_name, "EC2 key pair for the head node")
+        if self.accounting:
+            self._output("AccountingDatabaseUri", self.accounting.uri, "Slurm accounting database host:port")
+            self._output("AccountingDatabaseUser", self.accounting.user_name, "Slurm accounting database user")
+            self._output("AccountingDatabaseSecretArn", self.accounting.password_secret_arn,
+                         "Secrets Manager secret with the accounting database password")
         if self.key_pair.private_key_parameter_name:
             self._output("PrivateKeySsmParameter", self.key_pair.private_key_parameter_name,
                          "SSM parameter holding the private key (aws ssm get-parameter --with-decryption)")

@@ -18,6 +18,7 @@ VARIANTS = {
     "gpu-p5": {"cluster_config": "gpu-p5", "CAPACITY_RESERVATION_ID": "cr-0123456789abcdef0"},
     "multi-queue": {"cluster_config": "multi-queue"},
     "job-bridge": {"job_bridge": True},
+    "accounting": {"slurm_accounting": True, "secondary_availability_zone": "us-east-1b"},
 }
 
 

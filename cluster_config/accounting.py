@@ -1,0 +1,18 @@
+"""Wires PrereqStack's accounting database into a cluster config (Scheduling.SlurmSettings.Database)."""
+
+from __future__ import annotations
+
+import copy
+
+from cluster_config.document import ConfigDocument
+
+DATABASE = {"Uri": "${AccountingDatabaseUri}", "UserName": "${AccountingDatabaseUser}",
+            "PasswordSecretArn": "${AccountingDatabaseSecretArn}"}
+
+
+def with_accounting(document: ConfigDocument) -> ConfigDocument:
+    """Adds the Database settings, unless the config already names a database of its own."""
+    data = copy.deepcopy(document.data)
+    slurm = data.setdefault("Scheduling", {}).setdefault("SlurmSettings", {})
+    slurm.setdefault("Database", dict(DATABASE))
+    return ConfigDocument(source=document.source, data=data, lines=document.lines)

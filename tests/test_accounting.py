@@ -1,0 +1,87 @@
+"""Slurm accounting (opt-in): Aurora MySQL Serverless v2 in PrereqStack, wired into the cluster config."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from aws_cdk import App
+
+from settings.context import shipped_context
+from settings.errors import ConfigError, ConfigErrors
+from stacks.app_builder import build
+from tests.conftest import Synthesized, synth
+
+ON = {"slurm_accounting": True, "secondary_availability_zone": "us-east-1b"}
+
+
+@pytest.fixture(scope="module")
+def accounting() -> Synthesized:
+    return synth(**ON)
+
+
+def test_off_by_default(default_app: Synthesized):
+    default_app.template("PrereqStack").resource_count_is("AWS::RDS::DBCluster", 0)
+    [cluster] = default_app.template("ClusterStack").find_resources("Custom::PclusterCluster").values()
+    assert "Database" not in cluster["Properties"]["ClusterConfiguration"]["Scheduling"]["SlurmSettings"]
+
+
+def test_needs_a_second_zone_for_the_subnet_group():
+    with pytest.raises((ConfigError, ConfigErrors)) as info:
+        build(App(context={**shipped_context(), "slurm_accounting": True}))
+    assert "secondary_availability_zone" in str(info.value) and "required by slurm_accounting=true" in str(info.value)
+
+
+def test_encrypted_serverless_v2_kept_as_a_snapshot(accounting: Synthesized):
+    template = accounting.template("PrereqStack")
+    [(_, db)] = template.find_resources("AWS::RDS::DBCluster").items()
+    props = db["Properties"]
+    assert props["Engine"] == "aurora-mysql" and props["StorageEncrypted"] is True
+    assert props["ServerlessV2ScalingConfiguration"] == {"MinCapacity": 0.5, "MaxCapacity": 4}
+    assert props["DeletionProtection"] is True
+    assert db["DeletionPolicy"] == "Snapshot" and db["UpdateReplacePolicy"] == "Snapshot"
+    template.has_resource_properties("AWS::RDS::DBInstance", {"DBInstanceClass": "db.serverless"})
+    [subnet_group] = template.find_resources("AWS::RDS::DBSubnetGroup").values()
+    assert len(subnet_group["Properties"]["SubnetIds"]) == 2
+
+
+def test_password_is_a_plain_secret_and_never_template_text(accounting: Synthesized):
+    template = accounting.template("PrereqStack")
+    [(secret_id, secret)] = template.find_resources("AWS::SecretsManager::Secret").items()
+    assert "SecretStringTemplate" not in secret["Properties"]["GenerateSecretString"]  # the value is the password
+    assert secret["DeletionPolicy"] == "Retain"
+    [db] = template.find_resources("AWS::RDS::DBCluster").values()
+    password = json.dumps(db["Properties"]["MasterUserPassword"])
+    assert "{{resolve:secretsmanager:" in password and secret_id in password
+
+
+def test_only_the_cluster_security_group_reaches_mysql(accounting: Synthesized):
+    template = accounting.template("PrereqStack")
+    [(sg_id, _)] = template.find_resources("AWS::EC2::SecurityGroup", {"Properties": {
+        "GroupDescription": "Slurm accounting database: MySQL from cluster nodes"}}).items()
+    rules = [r["Properties"] for r in template.find_resources("AWS::EC2::SecurityGroupIngress").values()
+             if r["Properties"]["GroupId"] == {"Fn::GetAtt": [sg_id, "GroupId"]}]
+    assert len(rules) == 1 and (rules[0]["FromPort"], rules[0]["ToPort"]) == (3306, 3306)
+    assert rules[0]["SourceSecurityGroupId"]["Fn::GetAtt"][0].startswith("SecurityGroupsCluster")
+
+
+def test_cluster_config_gets_the_database_settings(accounting: Synthesized):
+    [cluster] = accounting.template("ClusterStack").find_resources("Custom::PclusterCluster").values()
+    database = cluster["Properties"]["ClusterConfiguration"]["Scheduling"]["SlurmSettings"]["Database"]
+    assert database["UserName"] == "slurm_admin"
+    assert database["Uri"]["Fn::Join"][1][1] == ":3306"
+    assert "Password" in database["PasswordSecretArn"]["Fn::GetStackOutput"]["OutputName"]
+    outputs = accounting.template("PrereqStack").to_json()["Outputs"]
+    assert {"AccountingDatabaseUri", "AccountingDatabaseUser", "AccountingDatabaseSecretArn"} <= set(outputs)
+
+
+def test_cluster_name_limit_with_accounting():
+    with pytest.raises((ConfigError, ConfigErrors)) as info:
+        build(App(context={**shipped_context(), **ON, "cluster_name": "c" * 45}))
+    assert "is 45 characters; ParallelCluster allows 40 with Slurm accounting" in str(info.value)
+
+
+def test_throwaway_environment_deletes_the_database():
+    [db] = synth(**ON, destroy_data_on_delete=True).template("PrereqStack").find_resources(
+        "AWS::RDS::DBCluster").values()
+    assert db["DeletionPolicy"] == "Delete" and db["Properties"]["DeletionProtection"] is False
