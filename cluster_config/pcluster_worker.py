@@ -1,8 +1,8 @@
 """Runs inside .venv-pcluster (aws-parallelcluster pins CDK v1, so it cannot share our venv).
 
 Two requests, JSON on stdin, JSON on stdout; standard library and pcluster only (no project imports):
-- {"configs": [{"name", "cluster_name", "config"}]}: load each config with ParallelCluster's own
-  ClusterSchema -> {"version", "results": [{"name", "errors"}]}.
+- {"configs": [{"name", "cluster_name", "config", "kind"}]}: load each config with ParallelCluster's own
+  ClusterSchema (or ImageBuilderSchema when kind is "image") -> {"version", "results": [{"name", "errors"}]}.
 - {"patch": {"cluster_name", "base", "target", "running"}}: ParallelCluster's own ConfigPatch, offline
   -> {"version", "changes": [{"path", "key", "old", "new", "policy", "check", "reason", "action"}]}.
 """
@@ -65,12 +65,16 @@ def main() -> int:
         return 0
     from marshmallow import ValidationError
     from pcluster.schemas.cluster_schema import ClusterSchema
+    from pcluster.schemas.imagebuilder_schema import ImageBuilderSchema
 
     results = []
     for item in request["configs"]:
         try:
             # Load only: walking the loaded object (storage, reservations) would call AWS.
-            ClusterSchema(cluster_name=item["cluster_name"]).load(item["config"])
+            if item.get("kind") == "image":
+                ImageBuilderSchema().load(item["config"])
+            else:
+                ClusterSchema(cluster_name=item["cluster_name"]).load(item["config"])
             errors = None
         except ValidationError as error:
             errors = error.messages

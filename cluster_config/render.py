@@ -28,6 +28,7 @@ from settings.errors import ConfigError, ConfigErrors
 PLACEHOLDER = re.compile(r"\$\{(?P<name>[A-Za-z][A-Za-z0-9_]*)(?::-(?P<default>[^}]*)|:(?P<arg>[^}]*))?\}")
 CONTEXT_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 NODE_ACTION = "NodeAction"
+COMPONENT = "Component"  # image configs: ${Component:<name>} -> Image Builder component ARN
 SCRIPTS_BUCKET = "ScriptsBucket"
 
 # PrereqStack's output names, plus values known at synth (Region, VpcCidr) and the scripts' bucket.
@@ -62,6 +63,7 @@ class PlaceholderValues:
     context: Callable[[str], Any]
     node_action_url: Callable[[str], str]
     node_actions_dir: Path
+    component_arn: Callable[[str], str] | None = None
 
 
 def scalar_text(value: Any) -> Any:
@@ -106,17 +108,25 @@ def render(document: ConfigDocument, values: PlaceholderValues) -> dict[str, Any
     return rendered
 
 
+_OMIT = object()
+
+
 class _Resolver:
     def __init__(self, document: ConfigDocument, values: PlaceholderValues, errors: list[ConfigError]) -> None:
         self.document, self.values, self.errors = document, values, errors
 
     def walk(self, data: Any, path: YamlPath) -> Any:
+        # A value made only of placeholders that resolve to "" is left out, with its key: optional
+        # settings such as `CustomAmi: ${CUSTOM_AMI:-}` then vanish when the context does not set them.
         if isinstance(data, dict):
-            return {str(k): self.walk(v, (*path, k)) for k, v in data.items()}
+            pairs = ((str(k), self.walk(v, (*path, k))) for k, v in data.items())
+            return {k: v for k, v in pairs if v is not _OMIT}
         if isinstance(data, list):
-            return [self.walk(v, (*path, i)) for i, v in enumerate(data)]
+            items = (self.walk(v, (*path, i)) for i, v in enumerate(data))
+            return [v for v in items if v is not _OMIT]
         if isinstance(data, str):
-            return PLACEHOLDER.sub(lambda m: self.resolve(path, m), data)
+            text = PLACEHOLDER.sub(lambda m: self.resolve(path, m), data)
+            return _OMIT if text == "" and PLACEHOLDER.fullmatch(data.strip()) else text
         return scalar_text(data)
 
     def fail(self, path: YamlPath, problem: str, fix: str) -> str:
@@ -127,6 +137,8 @@ class _Resolver:
         name, default, arg = match.group("name"), match.group("default"), match.group("arg")
         if name == NODE_ACTION:
             return self.node_action(path, arg or "")
+        if name == COMPONENT and self.values.component_arn is not None:
+            return self.values.component_arn(arg or "")
         canonical = ALIASES.get(name, name)
         if canonical in self.values.stack:
             return self.values.stack[canonical]

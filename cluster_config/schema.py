@@ -22,6 +22,7 @@ class SchemaRequest:
     document: ConfigDocument
     config: dict[str, Any]  # rendered with validation dummies
     cluster_name: str
+    kind: str = "cluster"  # or "image" (pcluster build-image config)
 
 
 def _offline_env(region: str) -> dict[str, str]:
@@ -39,8 +40,8 @@ def schema_errors(requests: list[SchemaRequest], region: str, expected_version: 
                             str(python), key="ParallelCluster schema", has_value=False,
                             problem="the isolated ParallelCluster venv is missing",
                             fix="run `make install` (it creates .venv-pcluster from requirements-pcluster.txt)")]
-    payload = {"configs": [{"name": r.document.source, "cluster_name": r.cluster_name, "config": r.config}
-                           for r in requests]}
+    payload = {"configs": [{"name": r.document.source, "cluster_name": r.cluster_name, "config": r.config,
+                            "kind": r.kind} for r in requests]}
     result = subprocess.run([str(python), str(WORKER)], input=json.dumps(payload), capture_output=True, text=True,
                             env=_offline_env(region), timeout=120)
     if result.returncode != 0:
@@ -58,7 +59,8 @@ def schema_errors(requests: list[SchemaRequest], region: str, expected_version: 
         for path, message in _flatten(outcome["errors"] or {}, (), request.config):
             section = next((str(p) for p in reversed(path) if not isinstance(p, int)), "the top level")
             errors.append(request.document.error(path, f"ParallelCluster schema: {message}",
-                                                 f"see {section} in the ParallelCluster cluster configuration reference"))
+                                                 f"see {section} in the ParallelCluster {request.kind} configuration "
+                                                 "reference"))
     return errors
 
 
