@@ -35,16 +35,19 @@ synth: install
 	npx cdk synth --quiet
 	@echo "Synthesized to cdk.out/: $$(ls cdk.out/*.template.json | xargs -n1 basename | tr '\n' ' ')"
 
-# The job-bridge integration test runs a real Slurm (Debian's slurm-wlm + munge). Installed here
-# when missing and we may (root with apt-get); elsewhere that one test says why it is skipped.
+# The job-bridge and accounting integration tests run a real Slurm, slurmdbd and MariaDB (Debian's
+# packages). Installed here when missing and we may (root with apt-get); elsewhere those tests say
+# why they are skipped.
+SYSTEM_PACKAGES := slurm-wlm slurmdbd munge mariadb-server
 system-deps:
-	@if ! command -v slurmctld >/dev/null 2>&1 && [ ! -x /usr/sbin/slurmctld ]; then \
+	@if ! { command -v slurmctld && command -v slurmdbd && command -v mariadbd; } >/dev/null 2>&1 \
+	    && ! { [ -x /usr/sbin/slurmctld ] && [ -x /usr/sbin/slurmdbd ] && [ -x /usr/sbin/mariadbd ]; }; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing slurm-wlm and munge for the job-bridge integration test"; \
+	    echo "installing $(SYSTEM_PACKAGES) for the integration tests"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	      slurm-wlm munge >/dev/null; \
+	      $(SYSTEM_PACKAGES) >/dev/null; \
 	  else \
-	    echo "note: Slurm is not installed (needs root and apt-get): the job-bridge integration test will be skipped"; \
+	    echo "note: Slurm/MariaDB are not installed (needs root and apt-get): the integration tests will be skipped"; \
 	  fi; \
 	fi
 
