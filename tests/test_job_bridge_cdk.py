@@ -129,13 +129,8 @@ def test_status_shows_the_sbatch_error(store: JobStore):
         store.status("other")
 
 
-def test_client_without_credentials(capsys, monkeypatch, tmp_path: Path):
+def test_client_without_credentials(capsys, no_aws_credentials):
     from scripts import job_client
 
-    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     assert job_client.main(["--region", "us-east-1", "--bucket", "b", "status", "j"]) == 1
     assert capsys.readouterr().err.startswith("error: no AWS credentials found")

@@ -8,12 +8,9 @@ runs the job, the epilog writes the results and the final state back, the client
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Iterator
 
@@ -22,30 +19,14 @@ import pytest
 
 from job_bridge.client import JobStore
 from settings.context import REPO_ROOT
+from tests.local_slurm import LocalSlurm, free_port, missing_tools, wait_for
 
 SCRIPT = REPO_ROOT / "scripts" / "node_actions" / "job_bridge.sh"
 BUCKET, PREFIX = "data-bucket", "jobs/"
-DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue")
-missing = [d for d in DAEMONS if not (shutil.which(d) or shutil.which(d, path="/usr/sbin"))]
+missing = missing_tools("munged", "slurmctld", "slurmd", "sbatch", "squeue")
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     bool(missing) or os.geteuid() != 0,
     reason=f"needs Debian's slurm-wlm and munge and root (missing: {missing}); `make test` installs them as root")]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(check, timeout: float = 180, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {check.__doc__ or check}")
 
 
 @pytest.fixture(scope="module")
@@ -68,13 +49,11 @@ def s3_endpoint() -> Iterator[str]:
 def cluster(tmp_path_factory: pytest.TempPathFactory, s3_endpoint: str) -> Iterator[dict[str, str]]:
     """A one-node Slurm cluster with the job bridge installed as on a head node."""
     base = tmp_path_factory.mktemp("slurm")
-    for sub in ("state", "spool", "log", "work", "journal", "root"):
+    for sub in ("work", "journal", "root"):
         (base / sub).mkdir()
-    host = socket.gethostname().split(".")[0]
-    ports = free_port(), free_port()
     root = base / "root"
-    env = {**os.environ, "ROOT": str(root)}
-    subprocess.run(["bash", str(SCRIPT), "install", BUCKET, PREFIX, "root"], env=env, check=True, capture_output=True)
+    subprocess.run(["bash", str(SCRIPT), "install", BUCKET, PREFIX, "root"], env={**os.environ, "ROOT": str(root)},
+                   check=True, capture_output=True)
     conf = root / "etc" / "job-bridge.conf"
     with conf.open("a") as extra:  # what a test needs beyond a head node: where S3 and Slurm are
         extra.write(f"WORK_ROOT={base}/work\nSPOOL={base}/journal\nLOCK={base}/bridge.lock\n"
@@ -82,57 +61,17 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, s3_endpoint: str) -> Itera
                     f"export AWS_ENDPOINT_URL={s3_endpoint} AWS_DEFAULT_REGION=us-east-1 "
                     f"AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing\n"
                     f"export PATH={Path(sys.executable).parent}:$PATH\n")
-    (base / "slurm.conf").write_text(f"""ClusterName=bridge
-SlurmctldHost={host}(127.0.0.1)
-SlurmctldPort={ports[0]}
-SlurmdPort={ports[1]}
-SlurmUser=root
-SlurmdUser=root
-AuthType=auth/munge
-AuthInfo=socket={base}/munge.sock
-CredType=cred/munge
-StateSaveLocation={base}/state
-SlurmdSpoolDir={base}/spool
-SlurmctldPidFile={base}/slurmctld.pid
-SlurmdPidFile={base}/slurmd.pid
-SlurmctldLogFile={base}/log/slurmctld.log
-SlurmdLogFile={base}/log/slurmd.log
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-JobAcctGatherType=jobacct_gather/none
-SwitchType=switch/none
-MpiDefault=none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
-ReturnToService=2
-MinJobAge=600
-EpilogSlurmctld={root}/opt/job-bridge/epilog
-NodeName={host} NodeAddr=127.0.0.1 CPUs={os.cpu_count()} State=UNKNOWN
-PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
-""")
-    slurm_env = {**os.environ, "SLURM_CONF": str(base / "slurm.conf")}
-    munged = shutil.which("munged") or "/usr/sbin/munged"
-    subprocess.run([munged, "--force", f"--socket={base}/munge.sock", "--key-file=/etc/munge/munge.key",
-                    f"--pid-file={base}/munged.pid", f"--log-file={base}/log/munged.log",
-                    f"--seed-file={base}/munge.seed"], check=True)
-    subprocess.run(["slurmctld", "-f", str(base / "slurm.conf")], env=slurm_env, check=True)
-    subprocess.run(["slurmd", "-f", str(base / "slurm.conf")], env=slurm_env, check=True)
-
-    def node_idle():
-        """the node to be idle"""
-        out = subprocess.run(["sinfo", "-h", "-o", "%t"], env=slurm_env, capture_output=True, text=True).stdout
-        return out.strip() == "idle"
-
+    slurm = LocalSlurm(base)
+    # The epilog is set as the cluster config sets it (CustomSlurmSettings: EpilogSlurmctld).
+    slurm.write_conf(f"JobAcctGatherType=jobacct_gather/none\nMinJobAge=600\n"
+                     f"EpilogSlurmctld={root}/opt/job-bridge/epilog")
     try:
-        wait_for(node_idle, timeout=30)
-        yield {"conf": str(conf), "slurm_conf": str(base / "slurm.conf"), "work": str(base / "work"),
+        slurm.start_munge()
+        slurm.start_slurm()
+        yield {"conf": str(conf), "slurm_conf": str(slurm.conf), "work": str(base / "work"),
                "journal": str(base / "journal"), "logs": str(base / "log")}
     finally:
-        for pid_file in ("slurmd.pid", "slurmctld.pid", "munged.pid"):
-            try:
-                os.kill(int((base / pid_file).read_text().strip()), signal.SIGTERM)
-            except (FileNotFoundError, ProcessLookupError, ValueError):
-                pass
+        slurm.stop()
 
 
 @pytest.fixture

@@ -102,12 +102,7 @@ def test_stacks_not_deployed(aws, capsys):
                    "npx cdk deploy PrereqStack ClusterStack\n")
 
 
-def test_no_credentials(capsys, monkeypatch, tmp_path: Path):
-    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+def test_no_credentials(capsys, no_aws_credentials):
     code, _, err = run(capsys, "--region", "us-east-1", "status")
     assert code == 1 and err.startswith("error: no AWS credentials found: run `aws configure`")
 
