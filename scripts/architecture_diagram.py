@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from lifecycle.templates import references  # noqa: E402
 README = REPO_ROOT / "README.md"
 START, END = "<!-- architecture-diagram:start -->", "<!-- architecture-diagram:end -->"
 
@@ -67,13 +70,10 @@ LABELS: dict[str, Callable[[dict[str, Any]], str]] = {
 
 
 def _references(value: Any) -> set[str]:
-    found: set[str] = set()
+    """Logical ids a value points at, plus ``Stack/Output`` for CDK's weak cross-stack references."""
+    found = references(value)
     if isinstance(value, dict):
-        if "Ref" in value and isinstance(value["Ref"], str):
-            found.add(value["Ref"])
-        if "Fn::GetAtt" in value:
-            found.add(value["Fn::GetAtt"][0])
-        if "Fn::GetStackOutput" in value:  # CDK's weak cross-stack reference
+        if "Fn::GetStackOutput" in value:
             output = value["Fn::GetStackOutput"]
             found.add(f"{output['StackName']}/{output['OutputName']}")
         for item in value.values():
@@ -120,7 +120,6 @@ def mermaid(templates: dict[str, dict[str, Any]]) -> str:
 def synthesized_templates() -> dict[str, dict[str, Any]]:
     """Synthesizes the app in-process with the shipped cdk.json context."""
     os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
-    sys.path.insert(0, str(REPO_ROOT))
     from aws_cdk import App
     from settings.context import shipped_context
     from stacks.app_builder import build

@@ -150,3 +150,13 @@ def test_provider_and_validation_versions_must_match():
     message = build_error(parallelcluster_version="3.15.1")
     assert "requirements-pcluster.txt: aws-parallelcluster = '3.16.1': does not match context " \
            "parallelcluster_version 3.15.1" in message
+
+
+@pytest.mark.parametrize("key,value,problem", [
+    ("job_bridge_prefix", "/jobs", "is not an S3 key prefix ending in '/'"),
+    ("job_bridge_prefix", "jobs", "is not an S3 key prefix ending in '/'"),
+    ("job_bridge_user", "Root User", "is not a Linux user name"),
+])
+def test_bad_job_bridge_settings(key: str, value: str, problem: str):
+    message = build_error(job_bridge=True, **{key: value})
+    assert f"context '{key}' = {value!r}: {problem}" in message

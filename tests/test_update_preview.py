@@ -75,3 +75,21 @@ def test_command_compares_template_files_and_fails_on_unsupported(base: dict, tm
     assert result.returncode == 1, result.stderr
     assert result.stdout.startswith("### Cluster update preview")
     assert "`HeadNode.InstanceType`" in result.stdout
+
+
+def test_baseline_from_the_deployed_stack(aws, base: dict, monkeypatch):
+    import boto3
+    from botocore.stub import Stubber
+
+    from lifecycle.templates import load_template
+
+    assert load_template("deployed", "ClusterStack") is None  # moto: not deployed yet, so it will be created
+    # moto would try to run the provider Lambda on create; the read path only needs GetTemplate.
+    client = boto3.client("cloudformation")
+    stub = Stubber(client)
+    stub.add_response("get_template", {"TemplateBody": json.dumps(base)},
+                      {"StackName": "ClusterStack", "TemplateStage": "Original"})
+    stub.activate()
+    monkeypatch.setattr(boto3, "client", lambda service, **kwargs: client)
+    result = preview(load_template("deployed", "ClusterStack"), target(NUM_INSTANCES=4))
+    assert {c.path.rsplit(".", 1)[1] for c in result.changes} == {"MinCount", "MaxCount"}
