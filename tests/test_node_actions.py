@@ -117,3 +117,31 @@ def test_configure_nccl_fails_without_the_efa_software(tmp_path: Path):
     env = {**os.environ, "ROOT": str(tmp_path), "NVIDIA_SMI": "true"}
     result = run("configure_nccl.sh", env)
     assert result.returncode == 1 and "no aws-ofi-nccl plugin" in result.stderr
+
+
+def test_job_bridge_install_is_idempotent_and_its_epilog_ignores_other_jobs(tmp_path: Path):
+    env = {**os.environ, "ROOT": str(tmp_path)}
+    script = NODE_ACTIONS_DIR / "job_bridge.sh"
+    for _ in range(2):
+        result = subprocess.run(["bash", str(script), "install", "my-bucket", "jobs/", "ubuntu"], env=env,
+                                capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+    conf = (tmp_path / "etc/job-bridge.conf").read_text()
+    assert conf.startswith("BUCKET=my-bucket\nPREFIX=jobs/\nJOB_USER=ubuntu\n")
+    sudoers = tmp_path / "etc/sudoers.d/job-bridge"
+    assert stat.S_IMODE(sudoers.stat().st_mode) == 0o440
+    if shutil.which("visudo"):
+        check = subprocess.run(["visudo", "-c", "-f", str(sudoers)], capture_output=True, text=True)
+        assert check.returncode == 0, check.stdout + check.stderr
+    epilog = tmp_path / "opt/job-bridge/epilog"
+    assert os.access(epilog, os.X_OK)
+    # A job not submitted by the bridge: the epilog returns at once, touching nothing.
+    other = subprocess.run([str(epilog)], env={**os.environ, "SLURM_JOB_NAME": "interactive", "SLURM_JOB_ID": "7"},
+                           capture_output=True, text=True)
+    assert other.returncode == 0 and other.stderr == ""
+
+
+def test_job_bridge_usage_errors():
+    result = subprocess.run(["bash", str(NODE_ACTIONS_DIR / "job_bridge.sh"), "install", "only-bucket"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "usage:" in result.stderr
