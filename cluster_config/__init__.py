@@ -12,7 +12,7 @@ from typing import Any, Callable
 from cluster_config.document import ConfigDocument, load_document
 from cluster_config.render import NODE_ACTION, PlaceholderValues, node_actions_used, render
 from cluster_config.rules import RuleContext, check_rules
-from cluster_config.schema import SchemaRequest, schema_errors
+from cluster_config.schema import SchemaCheck, SchemaRequest
 from settings.context import REPO_ROOT
 from settings.errors import ConfigError, ConfigErrors
 
@@ -68,38 +68,50 @@ def dummy_values(region: str, vpc_cidr: str, key_pair_name: str, context: Callab
                              node_actions_dir=NODE_ACTIONS_DIR)
 
 
+class Validation:
+    """Rendering and project rules run at once; ParallelCluster's schema check runs in the background
+    until ``check()``, which raises every problem together and returns the rendered configs."""
+
+    def __init__(self, requests: list[tuple[ConfigDocument, PlaceholderValues, str]], *, region: str,
+                 parallelcluster_version: str, use_cache: bool = True) -> None:
+        self.errors: list[ConfigError] = []
+        self.rendered: list[dict[str, Any]] = []
+        schema_requests: list[SchemaRequest] = []
+        for document, values, cluster_name in requests:
+            try:
+                config = render(document, values)
+            except ConfigError as error:
+                self.errors.append(error)
+                continue
+            except ConfigErrors as many:
+                self.errors.extend(many.errors)
+                continue
+            rule_context = RuleContext(cluster_security_group=values.stack["SecurityGroup"],
+                                       scripts_bucket=values.stack.get("ScriptsBucket", ""), region=region,
+                                       cluster_name=cluster_name)
+            self.errors.extend(check_rules(document, config, rule_context))
+            schema_requests.append(SchemaRequest(document, config, cluster_name))
+            self.rendered.append(config)
+        self.schema = SchemaCheck(schema_requests, region, parallelcluster_version, use_cache=use_cache)
+
+    def check(self) -> list[dict[str, Any]]:
+        errors = self.errors + self.schema.errors()
+        if len(errors) == 1:
+            raise errors[0]
+        if errors:
+            raise ConfigErrors(errors)
+        return self.rendered
+
+
 def validate(requests: list[tuple[ConfigDocument, PlaceholderValues, str]], *, region: str,
-             parallelcluster_version: str) -> list[dict[str, Any]]:
+             parallelcluster_version: str, use_cache: bool = True) -> list[dict[str, Any]]:
     """Renders each (document, dummy values, cluster name) and checks it; raises every problem at once.
 
     Returns the rendered configs (what the snapshot tests show a reviewer).
     """
-    errors: list[ConfigError] = []
-    rendered: list[dict[str, Any]] = []
-    schema_requests: list[SchemaRequest] = []
-    for document, values, cluster_name in requests:
-        try:
-            config = render(document, values)
-        except ConfigError as error:
-            errors.append(error)
-            continue
-        except ConfigErrors as many:
-            errors.extend(many.errors)
-            continue
-        rule_context = RuleContext(cluster_security_group=values.stack["SecurityGroup"],
-                                   scripts_bucket=values.stack.get("ScriptsBucket", ""), region=region,
-                                   cluster_name=cluster_name)
-        errors.extend(check_rules(document, config, rule_context))
-        schema_requests.append(SchemaRequest(document, config, cluster_name))
-        rendered.append(config)
-    if schema_requests:
-        errors.extend(schema_errors(schema_requests, region, parallelcluster_version))
-    if len(errors) == 1:
-        raise errors[0]
-    if errors:
-        raise ConfigErrors(errors)
-    return rendered
+    return Validation(requests, region=region, parallelcluster_version=parallelcluster_version,
+                      use_cache=use_cache).check()
 
 
-__all__ = ["CONFIG_DIR", "NODE_ACTIONS_DIR", "NODE_ACTION", "ConfigDocument", "PlaceholderValues", "available_configs",
+__all__ = ["Validation", "CONFIG_DIR", "NODE_ACTIONS_DIR", "NODE_ACTION", "ConfigDocument", "PlaceholderValues", "available_configs",
            "dummy_values", "load_document", "load_named_config", "node_actions_used", "render", "validate"]

@@ -4,7 +4,9 @@ the same pinned CLI and venv; and the offline cluster-config validation alone. P
 
     make benchmark        (or: .venv/bin/python scripts/benchmark_synth.py --runs 5)
 
-Targets (issue 3): synth <= 1.5x the bare app, validation < 1 s.
+Targets (issue 3): synth <= 1.5x the bare app, validation < 1 s. The synth runs reuse the schema
+check's content-addressed cache after the first run, as repeated synths of an unchanged config do;
+the validation timing runs the check for real every time.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ def time_validation(runs: int) -> list[float]:
     for _ in range(runs):
         start = time.perf_counter()
         cluster_config.validate([(document, values, context["cluster_name"])], region="us-east-1",
-                                parallelcluster_version=context["parallelcluster_version"])
+                                parallelcluster_version=context["parallelcluster_version"], use_cache=False)
         samples.append(time.perf_counter() - start)
     return samples
 
@@ -78,7 +80,7 @@ def main() -> int:
     print(f"cdk synth, this app (PrereqStack + ClusterStack): median {ours_median:.2f} s  {sorted(ours)}")
     print(f"cdk synth, bare one-bucket app:                   median {bare_median:.2f} s  {sorted(baseline)}")
     print(f"ratio this/bare: {ours_median / bare_median:.2f}x   (target <= 1.5x)")
-    print(f"offline validation (schema subprocess + rules):   median {statistics.median(validation):.2f} s "
+    print(f"offline validation (schema subprocess + rules, cache off): median {statistics.median(validation):.2f} s "
           f"(target < 1 s)")
     return 0
 

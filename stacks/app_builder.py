@@ -29,8 +29,12 @@ def build(app: App) -> dict[str, Stack]:
     key_pair_name = prereq_settings.key_pair_name or "PrereqStack-cluster"
     dummies = cluster_config.dummy_values(region, prereq_settings.network.vpc_cidr, key_pair_name, lookup,
                                           bool(cluster_config.node_actions_used(document)))
-    cluster_config.validate([(document, dummies, cluster_settings.cluster_name)], region=region,
-                            parallelcluster_version=cluster_settings.parallelcluster_version)
+    # ParallelCluster's schema check runs in its own process while the stacks are built; every
+    # problem is raised before anything is synthesized.
+    validation = cluster_config.Validation([(document, dummies, cluster_settings.cluster_name)], region=region,
+                                           parallelcluster_version=cluster_settings.parallelcluster_version)
+    if validation.errors:  # render and rule problems: no need to build stacks from a broken config
+        validation.check()
 
     # Region from the zone, account left to the CLI: keeps synth offline (no AZ lookups) while
     # pinning the stacks to the region their subnets live in.
@@ -42,6 +46,7 @@ def build(app: App) -> dict[str, Stack]:
                            data_repositories=prereq_settings.lustre.data_repository_associations,
                            description=f"ParallelCluster cluster {cluster_settings.cluster_name} "
                                        f"({document.source})")
+    validation.check()
     return {"PrereqStack": prereq, "ClusterStack": cluster}
 
 

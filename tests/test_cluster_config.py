@@ -187,3 +187,19 @@ def test_efa_list_is_data_with_its_source():
     types = cluster_config.rules.efa_instance_types()
     assert {"c5n.9xlarge", "c5n.18xlarge", "p5.48xlarge", "hpc7a.96xlarge"} <= types
     assert not {"t3.large", "c5.9xlarge", "m5.8xlarge"} & types
+
+
+def test_schema_answers_are_cached_by_content(tmp_path: Path, monkeypatch):
+    from cluster_config import schema
+
+    monkeypatch.setattr(schema, "CACHE_DIR", tmp_path)
+    document = cluster_config.load_named_config("vanilla")
+    request = [schema.SchemaRequest(document, render(document, values_for(document)), "hpc-cluster")]
+    first = schema.SchemaCheck(request, REGION, "3.16.1")
+    assert first.process is not None and first.errors() == []
+    again = schema.SchemaCheck(request, REGION, "3.16.1")
+    assert again.process is None and again.cached is not None and again.errors() == []  # no subprocess
+    uncached = schema.SchemaCheck(request, REGION, "3.16.1", use_cache=False)
+    assert uncached.process is not None and uncached.errors() == []
+    changed = [schema.SchemaRequest(document, {**request[0].config, "Typo": "x"}, "hpc-cluster")]
+    assert "Unknown field" in str(schema.SchemaCheck(changed, REGION, "3.16.1").errors())
