@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from syrupy.extensions.json import JSONSnapshotExtension
 
-from tests.conftest import Synthesized
+from tests.conftest import Synthesized, synth
 
 
 @pytest.fixture
@@ -30,3 +30,12 @@ def test_prereq_stack_template(default_app: Synthesized, snapshot_json):
 
 def test_cluster_stack_template(default_app: Synthesized, snapshot_json):
     assert reviewable(default_app.template("ClusterStack").to_json()) == snapshot_json
+
+
+def test_prereq_stack_with_slurm_accounting(snapshot_json):
+    app = synth(slurm_accounting=True, secondary_availability_zone="us-east-1b")
+    assert reviewable(app.template("PrereqStack").to_json()) == snapshot_json
+
+
+def test_cluster_stack_with_job_bridge(snapshot_json):
+    assert reviewable(synth(job_bridge=True).template("ClusterStack").to_json()) == snapshot_json
