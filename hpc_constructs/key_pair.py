@@ -6,6 +6,11 @@ from aws_cdk import RemovalPolicy, Stack, aws_ec2 as ec2
 from constructs import Construct
 
 
+def created_key_pair_name(stack_name: str) -> str:
+    """The name CloudFormation gives the key pair this construct creates."""
+    return f"{stack_name}-cluster"
+
+
 class ClusterKeyPair(Construct):
     """With no ``existing_name``, CloudFormation creates an ed25519 key pair and stores its private
     key in SSM Parameter Store (``/ec2/keypair/<key-pair-id>``); nothing is written to disk.
@@ -21,7 +26,7 @@ class ClusterKeyPair(Construct):
             self.key_pair: ec2.IKeyPair = ec2.KeyPair.from_key_pair_name(self, "Existing", existing_name)
             self.key_pair_name = existing_name
             return
-        created = ec2.KeyPair(self, "KeyPair", key_pair_name=f"{Stack.of(self).stack_name}-cluster",
+        created = ec2.KeyPair(self, "KeyPair", key_pair_name=created_key_pair_name(Stack.of(self).stack_name),
                               type=ec2.KeyPairType.ED25519, format=ec2.KeyPairFormat.PEM)
         created.apply_removal_policy(RemovalPolicy.DESTROY)
         self.key_pair = created

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from lifecycle.templates import references
+from lifecycle.templates import references, stack_outputs
 
 SLOW_MINUTES = 5  # a resource typically taking this long or more counts as slow
 TYPICAL_MINUTES = {
@@ -39,25 +39,8 @@ class CriticalPath:
 
 def _stack_dependencies(templates: dict[str, dict[str, Any]]) -> dict[str, set[str]]:
     """Stack -> stacks whose outputs it reads (so it starts after they complete)."""
-    deps: dict[str, set[str]] = {name: set() for name in templates}
-
-    def walk(value: Any, into: set[str]) -> None:
-        if isinstance(value, dict):
-            if "Fn::GetStackOutput" in value:
-                into.add(value["Fn::GetStackOutput"]["StackName"])
-            if "Fn::ImportValue" in value:
-                imported = str(value["Fn::ImportValue"])
-                into.update(s for s in templates if imported.startswith(f"{s}:") or imported.startswith(f"{s}-"))
-            for item in value.values():
-                walk(item, into)
-        elif isinstance(value, list):
-            for item in value:
-                walk(item, into)
-
-    for name, template in templates.items():
-        walk(template.get("Resources", {}), deps[name])
-        deps[name].discard(name)
-    return deps
+    return {name: {stack for stack, _ in stack_outputs(template.get("Resources", {}))} - {name}
+            for name, template in templates.items()}
 
 
 def minutes_of(resource: dict[str, Any]) -> int:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from lifecycle.templates import references
+from lifecycle.templates import references, stack_outputs
 
 STATEFUL_TYPES = ("AWS::FSx::FileSystem", "AWS::S3::Bucket", "AWS::EC2::KeyPair")
 # Create-only per the FSx user guide, though the legacy FSx schema does not list them.
@@ -68,16 +68,9 @@ def is_stateful(resource: dict[str, Any]) -> bool:
 def _targets(value: Any, stack: str, templates: dict[str, dict[str, Any]]) -> set[str]:
     """``Stack/LogicalId`` keys a value points at, following CDK's cross-stack Fn::GetStackOutput."""
     found = {f"{stack}/{rid}" for rid in references(value)}
-    if isinstance(value, dict):
-        if "Fn::GetStackOutput" in value:
-            ref = value["Fn::GetStackOutput"]
-            output = (templates.get(ref["StackName"]) or {}).get("Outputs", {}).get(ref["OutputName"], {})
-            found |= _targets(output.get("Value"), ref["StackName"], templates)
-        for item in value.values():
-            found |= _targets(item, stack, templates) if isinstance(item, (dict, list)) else set()
-    elif isinstance(value, list):
-        for item in value:
-            found |= _targets(item, stack, templates)
+    for other, name in stack_outputs(value):
+        output = (templates.get(other) or {}).get("Outputs", {}).get(name, {})
+        found |= _targets(output.get("Value"), other, templates)
     return found
 
 

@@ -52,3 +52,18 @@ def references(value: Any) -> set[str]:
         for item in value:
             found |= references(item)
     return found
+
+
+def stack_outputs(value: Any) -> set[tuple[str, str]]:
+    """(stack, output) pairs a value reads through CDK's weak cross-stack reference, Fn::GetStackOutput."""
+    found: set[tuple[str, str]] = set()
+    if isinstance(value, dict):
+        if "Fn::GetStackOutput" in value:
+            ref = value["Fn::GetStackOutput"]
+            found.add((ref["StackName"], ref["OutputName"]))
+        for item in value.values():
+            found |= stack_outputs(item)
+    elif isinstance(value, list):
+        for item in value:
+            found |= stack_outputs(item)
+    return found

@@ -19,7 +19,7 @@ from typing import Any, Callable
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from lifecycle.templates import references  # noqa: E402
+from lifecycle.templates import references, stack_outputs  # noqa: E402
 README = REPO_ROOT / "README.md"
 START, END = "<!-- architecture-diagram:start -->", "<!-- architecture-diagram:end -->"
 
@@ -71,17 +71,7 @@ LABELS: dict[str, Callable[[dict[str, Any]], str]] = {
 
 def _references(value: Any) -> set[str]:
     """Logical ids a value points at, plus ``Stack/Output`` for CDK's weak cross-stack references."""
-    found = references(value)
-    if isinstance(value, dict):
-        if "Fn::GetStackOutput" in value:
-            output = value["Fn::GetStackOutput"]
-            found.add(f"{output['StackName']}/{output['OutputName']}")
-        for item in value.values():
-            found |= _references(item)
-    elif isinstance(value, list):
-        for item in value:
-            found |= _references(item)
-    return found
+    return references(value) | {f"{stack}/{output}" for stack, output in stack_outputs(value)}
 
 
 def mermaid(templates: dict[str, dict[str, Any]]) -> str:

@@ -8,6 +8,7 @@ from aws_cdk import App, Environment, Stack
 import cluster_config
 from cluster_config.accounting import with_accounting
 from cluster_config.job_bridge import with_job_bridge
+from hpc_constructs.key_pair import created_key_pair_name
 from settings.cluster import ClusterSettings
 from settings.context import ContextReader
 from settings.errors import ConfigError, ConfigErrors
@@ -26,7 +27,7 @@ def build(app: App) -> dict[str, Stack]:
     if cluster_settings.job_bridge:
         document = with_job_bridge(document, cluster_settings.job_bridge_prefix, cluster_settings.job_bridge_user)
     region = prereq_settings.network.region
-    key_pair_name = prereq_settings.key_pair_name or "PrereqStack-cluster"
+    key_pair_name = prereq_settings.key_pair_name or created_key_pair_name("PrereqStack")
     dummies = cluster_config.dummy_values(region, prereq_settings.network.vpc_cidr, key_pair_name, lookup,
                                           bool(cluster_config.node_actions_used(document)))
     # ParallelCluster's schema check runs in its own process while the stacks are built; every
