@@ -6,17 +6,18 @@ import sys
 from aws_cdk import App
 
 from settings.errors import ConfigError, ConfigErrors
-from stacks.app_builder import build
+from stacks.app_builder import synthesize
 
 
 def main() -> int:
     app = App()
     try:
-        build(app)
+        result = synthesize(app).deployment
     except (ConfigError, ConfigErrors) as error:
         print(f"Configuration error:\n{error}", file=sys.stderr)
         return 1
-    app.synth()
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 

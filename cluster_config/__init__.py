@@ -1,7 +1,9 @@
 """Native ParallelCluster YAML from cluster_configs/: load, render (placeholders -> values), validate.
 
-Validation renders the config with well-formed dummy ids in place of PrereqStack values, then runs
-the project rules (rules.py) and ParallelCluster's own schema (schema.py), all offline.
+Validation (validation.py) first renders the config with well-formed dummy ids in place of stack
+values and runs the project rules (rules.py) and ParallelCluster's own schema (schema.py); once the
+app is synthesized, ParallelCluster's full create-time validation runs on the config in the
+template, in a simulated account built from the templates (simulation.py). All offline.
 """
 
 from __future__ import annotations
@@ -10,9 +12,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from cluster_config.document import ConfigDocument, load_document
+from cluster_config.node_actions import object_key, script_digest
 from cluster_config.render import NODE_ACTION, PlaceholderValues, node_actions_used, render
-from cluster_config.rules import RuleContext, check_rules
-from cluster_config.schema import SchemaCheck, SchemaRequest
+from cluster_config.validation import Validation
 from settings.context import REPO_ROOT
 from settings.errors import ConfigError, ConfigErrors
 
@@ -20,7 +22,8 @@ CONFIG_DIR = REPO_ROOT / "cluster_configs"
 NODE_ACTIONS_DIR = REPO_ROOT / "scripts" / "node_actions"
 DUMMY_ACCOUNT = "123456789012"
 DUMMY_LEGEND = ("validation stand-ins: vpc-0fff… VPC, subnet-0aaa… PublicSubnet, subnet-0bbb… PrimaryPrivateSubnet, "
-                "sg-0ccc… SecurityGroup, fs-0ddd… FSxLustreFilesystemId, fsvol-0eee… FSxORootVolumeId")
+                "sg-0ccc… SecurityGroup, fs-0ddd… FSxLustreFilesystemId, fsvol-0eee… FSxORootVolumeId, "
+                "clusterstack-nodeactions… ScriptsBucket")
 
 
 def available_configs() -> list[str]:
@@ -40,7 +43,7 @@ def dummy_values(region: str, vpc_cidr: str, key_pair_name: str, context: Callab
                  uses_node_actions: bool) -> PlaceholderValues:
     """Well-formed stand-ins for PrereqStack values: they pass ParallelCluster's id patterns, and each
     repeats one hex digit so a reviewer of the rendered snapshot can tell them apart (see DUMMY_LEGEND)."""
-    scripts_bucket = f"cdk-hnb659fds-assets-{DUMMY_ACCOUNT}-{region}"
+    scripts_bucket = "clusterstack-nodeactionsbucket-example"
     stack = {
         "Region": region,
         "VPC": "vpc-0ffffffffffffffff",
@@ -60,57 +63,28 @@ def dummy_values(region: str, vpc_cidr: str, key_pair_name: str, context: Callab
         "AccountingDatabaseUri": f"accounting.cluster-0123456789ab.{region}.rds.amazonaws.com:3306",
         "AccountingDatabaseUser": "slurm_admin",
         "AccountingDatabaseSecretArn": f"arn:aws:secretsmanager:{region}:{DUMMY_ACCOUNT}:secret:slurm-db-AbCdEf",
+        "JobBridgeListPolicy": f"arn:aws:iam::{DUMMY_ACCOUNT}:policy/parallelcluster-example-{region}-job-bridge",
     }
     if uses_node_actions:
         stack["ScriptsBucket"] = scripts_bucket
     return PlaceholderValues(stack=stack, context=context,
-                             node_action_url=lambda script: f"s3://{scripts_bucket}/node_actions/{script}",
+                             node_action_url=lambda script, fixed: f"s3://{scripts_bucket}/" + object_key(
+                                 script, None if fixed else script_digest(NODE_ACTIONS_DIR / script)),
                              node_actions_dir=NODE_ACTIONS_DIR)
-
-
-class Validation:
-    """Rendering and project rules run at once; ParallelCluster's schema check runs in the background
-    until ``check()``, which raises every problem together and returns the rendered configs."""
-
-    def __init__(self, requests: list[tuple[ConfigDocument, PlaceholderValues, str]], *, region: str,
-                 parallelcluster_version: str, use_cache: bool = True) -> None:
-        self.errors: list[ConfigError] = []
-        self.rendered: list[dict[str, Any]] = []
-        schema_requests: list[SchemaRequest] = []
-        for document, values, cluster_name in requests:
-            try:
-                config = render(document, values)
-            except ConfigError as error:
-                self.errors.append(error)
-                continue
-            except ConfigErrors as many:
-                self.errors.extend(many.errors)
-                continue
-            rule_context = RuleContext(cluster_security_group=values.stack["SecurityGroup"],
-                                       scripts_bucket=values.stack.get("ScriptsBucket", ""), region=region,
-                                       cluster_name=cluster_name)
-            self.errors.extend(check_rules(document, config, rule_context))
-            schema_requests.append(SchemaRequest(document, config, cluster_name))
-            self.rendered.append(config)
-        self.schema = SchemaCheck(schema_requests, region, parallelcluster_version, use_cache=use_cache)
-
-    def check(self) -> list[dict[str, Any]]:
-        errors = self.errors + self.schema.errors()
-        if len(errors) == 1:
-            raise errors[0]
-        if errors:
-            raise ConfigErrors(errors)
-        return self.rendered
 
 
 def validate(requests: list[tuple[ConfigDocument, PlaceholderValues, str]], *, region: str,
              parallelcluster_version: str, use_cache: bool = True) -> list[dict[str, Any]]:
-    """Renders each (document, dummy values, cluster name) and checks it; raises every problem at once.
+    """Phase 1 only (render, rules, ParallelCluster's schema); raises every problem at once.
 
     Returns the rendered configs (what the snapshot tests show a reviewer).
     """
-    return Validation(requests, region=region, parallelcluster_version=parallelcluster_version,
-                      use_cache=use_cache).check()
+    validation = Validation(requests, region=region, parallelcluster_version=parallelcluster_version,
+                            use_cache=use_cache, full=False)
+    try:
+        return validation.check()
+    finally:
+        validation.close()
 
 
 __all__ = ["Validation", "CONFIG_DIR", "NODE_ACTIONS_DIR", "NODE_ACTION", "ConfigDocument", "PlaceholderValues", "available_configs",

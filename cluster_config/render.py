@@ -6,8 +6,9 @@ Placeholder forms, usable anywhere in a string value:
   training names such as ``${PUBLIC_SUBNET_ID}`` or ``${FSX_ID}`` are accepted as aliases).
 - ``${NUM_INSTANCES}`` / ``${NUM_INSTANCES:-3}``: an UPPER_CASE name is read from CDK context
   (``-c NUM_INSTANCES=8``); after ``:-`` comes the default used when context has none.
-- ``${NodeAction:enable_pyxis.sh}``: the S3 URL of ``scripts/node_actions/enable_pyxis.sh``,
-  uploaded by CDK as an asset; ``${ScriptsBucket}`` is the bucket holding those assets.
+- ``${NodeAction:enable_pyxis.sh}``: the S3 URL of ``scripts/node_actions/enable_pyxis.sh`` in the
+  node-actions bucket ClusterStack deploys (``${ScriptsBucket}``): its stable key in the head node's
+  and login pools' OnNodeStart/OnNodeConfigured, its content-pinned key elsewhere (node_actions.py).
 
 CloudFormation hands every custom-resource scalar to the provider as a string. We render them as
 strings ourselves (``true``/``false`` in lower case, numbers in decimal) so the template, the
@@ -23,10 +24,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 from cluster_config.document import ConfigDocument, YamlPath
+from cluster_config.node_actions import is_fixed_location
 from settings.errors import ConfigError, ConfigErrors
 
 PLACEHOLDER = re.compile(r"\$\{(?P<name>[A-Za-z][A-Za-z0-9_]*)(?::-(?P<default>[^}]*)|:(?P<arg>[^}]*))?\}")
 CONTEXT_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
+# Tokens that sed-based templates (awsome-distributed-training) replace before use.
+SED_TOKEN = re.compile(r"\bPLACEHOLDER_[A-Z0-9_]+\b")
 NODE_ACTION = "NodeAction"
 COMPONENT = "Component"  # image configs: ${Component:<name>} -> Image Builder component ARN
 SCRIPTS_BUCKET = "ScriptsBucket"
@@ -36,13 +40,14 @@ STACK_VALUE_NAMES = (
     "Region", "VPC", "VpcCidr", "PublicSubnet", "PrimaryPrivateSubnet", "SecondaryPrivateSubnet", "SecurityGroup",
     "FSxLustreFilesystemId", "FSxLustreFilesystemDNSname", "FSxLustreFilesystemMountname", "FSxOpenZfsFilesystemId",
     "FSxORootVolumeId", "DataBucketName", "KeyPairName", "PrivateKeySsmParameter", "AccountingDatabaseUri",
-    "AccountingDatabaseUser", "AccountingDatabaseSecretArn", SCRIPTS_BUCKET,
+    "AccountingDatabaseUser", "AccountingDatabaseSecretArn", SCRIPTS_BUCKET, "JobBridgeListPolicy",
 )
 # Names used by awsome-distributed-training's cluster templates and seed 002's config.yaml.
 ALIASES = {
     "AWS_REGION": "Region", "PUBLIC_SUBNET_ID": "PublicSubnet", "PRIVATE_SUBNET_ID": "PrimaryPrivateSubnet",
     "SECURITY_GROUP": "SecurityGroup", "KEY_PAIR_NAME": "KeyPairName", "KEYPAIR_NAME": "KeyPairName",
     "FSX_ID": "FSxLustreFilesystemId", "FSXO_ID": "FSxORootVolumeId", "DATA_BUCKET_NAME": "DataBucketName",
+    "SSH_KEY": "KeyPairName", "S3_BUCKET_NAME": "DataBucketName",
 }
 
 
@@ -61,7 +66,7 @@ class PlaceholderValues:
 
     stack: Mapping[str, str]
     context: Callable[[str], Any]
-    node_action_url: Callable[[str], str]
+    node_action_url: Callable[[str, bool], str]  # (script, fixed location) -> s3:// URL
     node_actions_dir: Path
     component_arn: Callable[[str], str] | None = None
 
@@ -125,6 +130,8 @@ class _Resolver:
             items = (self.walk(v, (*path, i)) for i, v in enumerate(data))
             return [v for v in items if v is not _OMIT]
         if isinstance(data, str):
+            for token in SED_TOKEN.findall(data):
+                self.sed_token(path, token)
             text = PLACEHOLDER.sub(lambda m: self.resolve(path, m), data)
             return _OMIT if text == "" and PLACEHOLDER.fullmatch(data.strip()) else text
         return scalar_text(data)
@@ -160,6 +167,14 @@ class _Resolver:
                          f"{hint}PrereqStack values: {', '.join(STACK_VALUE_NAMES)}; "
                          "context values use UPPER_CASE names")
 
+    def sed_token(self, path: YamlPath, token: str) -> None:
+        name = token[len("PLACEHOLDER_"):]
+        close = difflib.get_close_matches(name, list(ALIASES), n=1, cutoff=0.5)
+        hint = f"e.g. ${{{close[0]}}}; " if close else ""
+        self.fail(path, f"{token} is an unfilled placeholder (sed-style templates replace it before use)",
+                  f"write a ${{...}} placeholder instead: {hint}PrereqStack values such as ${{PrimaryPrivateSubnet}}, "
+                  f"${{SecurityGroup}}, ${{FSxLustreFilesystemId}}, or a context value ${{{name}}} (-c {name}=...)")
+
     def node_action(self, path: YamlPath, script: str) -> str:
         base = self.values.node_actions_dir
         target = (base / script).resolve()
@@ -167,4 +182,4 @@ class _Resolver:
             available = ", ".join(sorted(p.name for p in base.glob("*.sh")))
             return self.fail(path, f"${{NodeAction:{script}}} names no script in scripts/node_actions/",
                              f"use one of: {available}")
-        return self.values.node_action_url(script)
+        return self.values.node_action_url(script, is_fixed_location(path))

@@ -1,105 +1,78 @@
-"""ParallelCluster's own config schema, run offline in its isolated venv (.venv-pcluster)."""
+"""ParallelCluster's own config schema (marshmallow), run offline in its isolated venv: its messages
+mapped to the file, line and key of the config they are about."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import subprocess
+import difflib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 from cluster_config.document import ConfigDocument, YamlPath
-from settings.context import REPO_ROOT
+from cluster_config.worker import PCLUSTER_PYTHON, ask_once
 from settings.errors import ConfigError
 
-PCLUSTER_PYTHON = REPO_ROOT / ".venv-pcluster" / "bin" / "python"
-LOCK_FILE = REPO_ROOT / "requirements-pcluster.txt"
-CACHE_DIR = REPO_ROOT / ".cache" / "pcluster-schema"
-WORKER = Path(__file__).with_name("pcluster_worker.py")
+# Operating systems ParallelCluster dropped, and what replaces them (its CHANGELOG: alinux2 and
+# ubuntu2004 are not offered by 3.16).
+DROPPED_OS = {"alinux2": "alinux2023", "ubuntu2004": "ubuntu2204 or ubuntu2404", "centos7": "rocky8 or rocky9",
+              "ubuntu1804": "ubuntu2204 or ubuntu2404", "alinux": "alinux2023"}
 
 
 @dataclass(frozen=True)
 class SchemaRequest:
     document: ConfigDocument
-    config: dict[str, Any]  # rendered with validation dummies
+    config: dict[str, Any]  # rendered
     cluster_name: str
     kind: str = "cluster"  # or "image" (pcluster build-image config)
 
 
-def _offline_env(region: str) -> dict[str, str]:
-    # No credentials and no metadata endpoint: a stray AWS call fails at once instead of going online.
-    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "AWS_DEFAULT_REGION": region,
-            "AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": os.devnull,
-            "AWS_SHARED_CREDENTIALS_FILE": os.devnull, "PYTHONDONTWRITEBYTECODE": "1"}
+def schema_request(requests: list[SchemaRequest]) -> dict[str, Any]:
+    return {"configs": [{"name": r.document.source, "cluster_name": r.cluster_name, "config": r.config,
+                         "kind": r.kind} for r in requests]}
 
 
-class SchemaCheck:
-    """ParallelCluster's schema check running in the background: started first, collected last, so
-    it overlaps with building the stacks (it is a separate Python process in the isolated venv).
+def version_error(found: str, expected: str) -> ConfigError | None:
+    if found == expected:
+        return None
+    return ConfigError(source="requirements-pcluster.txt", key="aws-parallelcluster", value=found,
+                       problem=f"does not match context parallelcluster_version {expected} (the provider that will "
+                               "deploy the cluster)", fix="pin the same version in both places, then run `make install`")
 
-    Answers are cached by content (the configs, the worker, the locked venv), so a synth of an
-    unchanged config does not pay for the check again; ``use_cache=False`` always runs it.
-    """
 
-    def __init__(self, requests: list[SchemaRequest], region: str, expected_version: str,
-                 python: Path = PCLUSTER_PYTHON, use_cache: bool = True) -> None:
-        self.requests, self.expected_version, self.python = requests, expected_version, python
-        self.process: subprocess.Popen[str] | None = None
-        self.payload = json.dumps({"configs": [{"name": r.document.source, "cluster_name": r.cluster_name,
-                                                "config": r.config, "kind": r.kind} for r in requests]},
-                                  sort_keys=True)
-        key = hashlib.sha256("\0".join((self.payload, region, str(python), WORKER.read_text(),
-                                         LOCK_FILE.read_text() if LOCK_FILE.exists() else "")).encode()).hexdigest()
-        self.cache_file = CACHE_DIR / f"{key}.json" if use_cache else None
-        self.cached = json.loads(self.cache_file.read_text()) if self.cache_file and self.cache_file.exists() else None
-        if requests and python.exists() and self.cached is None:
-            self.process = subprocess.Popen([str(python), str(WORKER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                            stderr=subprocess.PIPE, text=True, env=_offline_env(region))
+def errors_from(requests: list[SchemaRequest], answer: dict[str, Any], expected_version: str) -> list[ConfigError]:
+    """Errors ParallelCluster's schema reports for each config, mapped to file, line and key."""
+    mismatch = version_error(answer["version"], expected_version)
+    if mismatch:
+        return [mismatch]
+    errors: list[ConfigError] = []
+    for request, outcome in zip(requests, answer["results"]):
+        for path, message in _flatten(outcome["errors"] or {}, (), request.config):
+            errors.append(_error(request, path, message, outcome.get("fields", {})))
+    return errors
 
-    def errors(self) -> list[ConfigError]:
-        """Errors ParallelCluster's ClusterSchema reports for each config, mapped to file, line and key."""
-        if not self.requests:
-            return []
-        if self.cached is not None:
-            return self._errors_from(self.cached)
-        if self.process is None:
-            where = str(self.python.relative_to(REPO_ROOT)) if self.python.is_relative_to(REPO_ROOT) else str(self.python)
-            return [ConfigError(source=where, key="ParallelCluster schema", has_value=False,
-                                problem="the isolated ParallelCluster venv is missing",
-                                fix="run `make install` (it creates .venv-pcluster from requirements-pcluster.txt)")]
-        stdout, stderr = self.process.communicate(self.payload, timeout=120)
-        if self.process.returncode != 0:
-            return [ConfigError(source=str(WORKER.relative_to(REPO_ROOT)), key="ParallelCluster schema",
-                                has_value=False, problem=f"the schema check crashed: {stderr.strip()[-800:]}",
-                                fix="run `make install` to rebuild .venv-pcluster")]
-        answer = json.loads(stdout)
-        if self.cache_file:
-            self.cache_file.parent.mkdir(parents=True, exist_ok=True)
-            self.cache_file.write_text(stdout)
-        return self._errors_from(answer)
 
-    def _errors_from(self, answer: dict[str, Any]) -> list[ConfigError]:
-        if answer["version"] != self.expected_version:
-            return [ConfigError(source="requirements-pcluster.txt", key="aws-parallelcluster",
-                                value=answer["version"], problem=f"does not match context parallelcluster_version "
-                                f"{self.expected_version} (the provider that will deploy the cluster)",
-                                fix="pin the same version in both places, then run `make install`")]
-        errors: list[ConfigError] = []
-        for request, outcome in zip(self.requests, answer["results"]):
-            for path, message in _flatten(outcome["errors"] or {}, (), request.config):
-                section = next((str(p) for p in reversed(path) if not isinstance(p, int)), "the top level")
-                errors.append(request.document.error(
-                    path, f"ParallelCluster schema: {message}",
-                    f"see {section} in the ParallelCluster {request.kind} configuration reference"))
-        return errors
+def _error(request: SchemaRequest, path: YamlPath, message: str, fields: dict[str, list[str]]) -> ConfigError:
+    section = next((str(p) for p in reversed(path) if not isinstance(p, int)), "the top level")
+    fix = f"see {section} in the ParallelCluster {request.kind} configuration reference"
+    key = path[-1] if path else ""
+    if message == "Unknown field." and isinstance(key, str):
+        allowed = fields.get(".".join(str(p) for p in path[:-1] if not isinstance(p, int)), [])
+        close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+        fix = (f"did you mean {close[0]}? " if close else "") + (
+            f"keys allowed here: {', '.join(sorted(allowed))}" if allowed else fix)
+    if path == ("Image", "Os") or (len(path) >= 2 and path[-2:] == ("Image", "Os")):
+        value = request.config.get("Image", {}).get("Os") if isinstance(request.config.get("Image"), dict) else None
+        if value in DROPPED_OS:
+            fix = f"ParallelCluster no longer supports {value}: use {DROPPED_OS[value]}"
+    return request.document.error(path, f"ParallelCluster schema: {message}", fix)
 
 
 def schema_errors(requests: list[SchemaRequest], region: str, expected_version: str,
                   python: Path = PCLUSTER_PYTHON) -> list[ConfigError]:
-    """The schema check, waited for at once."""
-    return SchemaCheck(requests, region, expected_version, python).errors()
+    """The schema check in a process of its own, waited for at once (cached by content)."""
+    if not requests:
+        return []
+    return errors_from(requests, ask_once(schema_request(requests), region, python=python), expected_version)
 
 
 def _flatten(messages: Any, path: YamlPath, data: Any) -> Iterator[tuple[YamlPath, str]]:

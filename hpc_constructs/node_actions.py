@@ -1,32 +1,68 @@
-"""Node-action scripts from scripts/node_actions/, uploaded by CDK as assets (nothing from GitHub at boot)."""
+"""Node-action scripts from scripts/node_actions/, in a bucket of this app (nothing from GitHub at boot)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import aws_s3_assets as s3_assets
+from aws_cdk import RemovalPolicy, Stack, Tags, aws_iam as iam, aws_logs as logs, aws_s3 as s3, custom_resources as cr
+from cdk_nag import NagSuppressions
 from constructs import Construct
+
+from cluster_config.node_actions import object_key, script_digest
 
 
 class NodeActionScripts(Construct):
-    """One S3 asset per referenced script; the URL goes into the cluster config's CustomActions.
+    """A private bucket holding each referenced script twice: at ``stable/<script>`` and at
+    ``<sha256 prefix>/<script>`` (see cluster_config/node_actions.py for which URL goes where).
 
-    Assets are content-addressed: editing a script changes its URL, so the cluster update that
-    follows actually runs the new version instead of a cached one.
+    Each object is written by an SDK call (S3 PutObject) from the deployment itself. Pinned copies are
+    never deleted by an update: nodes of an earlier config, and a rollback, still find their version.
+    The bucket holds only copies of this repository's scripts, so it is emptied and deleted with the
+    stack. Nodes read it through their config's ``Iam.S3Access`` to ``${ScriptsBucket}`` and nothing else.
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, directory: Path, scripts: list[str]) -> None:
         super().__init__(scope, construct_id)
-        self._assets = {
-            script: s3_assets.Asset(self, script.replace("/", "-").replace(".", "-"), path=str(directory / script))
-            for script in scripts
-        }
+        self.bucket = s3.Bucket(self, "Bucket", block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+                                encryption=s3.BucketEncryption.S3_MANAGED, enforce_ssl=True,
+                                removal_policy=RemovalPolicy.DESTROY, auto_delete_objects=True)
+        Tags.of(self.bucket).add("Purpose", "node-actions")
+        NagSuppressions.add_resource_suppressions(self.bucket, [{
+            "id": "AwsSolutions-S1", "reason": "Holds only copies of this repository's node-action scripts, written "
+            "by the deployment; nodes read them with their cluster role, and the bucket goes with ClusterStack"}])
+        self.digests = {script: script_digest(directory / script) for script in scripts}
+        # The writer function's logs go with the stack too (CDK would otherwise retain its log group).
+        writer_logs = logs.LogGroup(self, "WriterLogs", retention=logs.RetentionDays.ONE_MONTH,
+                                    removal_policy=RemovalPolicy.DESTROY)
+        self.deployed_keys: list[str] = []
+        for script, digest in self.digests.items():
+            body = (directory / script).read_text()
+            for kind, key in (("Stable", object_key(script, None)), ("Pinned", object_key(script, digest))):
+                call = cr.AwsSdkCall(service="S3", action="putObject", physical_resource_id=cr.PhysicalResourceId.of(key),
+                                     parameters={"Bucket": self.bucket.bucket_name, "Key": key, "Body": body,
+                                                 "ContentType": "text/x-shellscript"})
+                write = cr.AwsCustomResourcePolicy.from_statements([iam.PolicyStatement(
+                    actions=["s3:PutObject"], resources=[self.bucket.arn_for_objects(key)])])
+                writer = cr.AwsCustomResource(self, f"{kind}{script.replace('/', '-').replace('.', '-')}",
+                                              on_create=call, on_update=call, policy=write,
+                                              install_latest_aws_sdk=False, log_group=writer_logs)
+                writer.node.add_dependency(self.bucket)
+                self.deployed_keys.append(key)
+        if scripts:
+            NagSuppressions.add_stack_suppressions(Stack.of(self), [
+                {"id": "AwsSolutions-IAM4", "reason": "CDK's AwsCustomResource function writes the node-action "
+                 "objects; AWSLambdaBasicExecutionRole only lets it write its own logs",
+                 "appliesTo": ["Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"]},
+            ], apply_to_nested_stacks=False)
 
-    def url(self, script: str) -> str:
-        return self._assets[script].s3_object_url
+    def url(self, script: str, fixed: bool) -> str:
+        """``s3://`` URL of the stable copy (``fixed``) or of the content-pinned one."""
+        return f"s3://{self.bucket.bucket_name}/{object_key(script, None if fixed else self.digests[script])}"
 
     @property
     def bucket_name(self) -> str | None:
-        """The bucket of the assets (CDK's bootstrap bucket), for the nodes' S3Access."""
-        first = next(iter(self._assets.values()), None)
-        return first.s3_bucket_name if first else None
+        return self.bucket.bucket_name if self.digests else None
+
+    @property
+    def bucket_logical_id(self) -> str:
+        return Stack.of(self).resolve(self.bucket.node.default_child.logical_id)

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import CfnStack, CustomResource, Duration, Fn, RemovalPolicy
+from aws_cdk import Aws, CfnStack, CustomResource, Fn, RemovalPolicy, aws_iam as iam
+from cdk_nag import NagSuppressions
 from constructs import Construct
-
-# CloudFormation's limit for a custom resource; head-node bootstrap must fit (see cluster_config.rules).
-CLUSTER_TIMEOUT = Duration.minutes(60)
 
 
 class ParallelClusterProvider(Construct):
@@ -16,17 +14,38 @@ class ParallelClusterProvider(Construct):
 
     It brings the Lambda that runs ``pcluster`` create/update/delete and its IAM policies; we write
     no provider code. The template uses the SAM transform: ``cdk deploy`` passes CAPABILITY_AUTO_EXPAND.
+
+    The provider's default IAM lets ParallelCluster attach only a short list of policies to the node
+    roles (cluster_config/parallelcluster_provider.yaml). ``attach_policies`` lists the other
+    ``AdditionalIamPolicies`` of the cluster config: a policy allowing exactly those attachments goes
+    to the provider's own ``AdditionalIamPolicies`` parameter, so such a config deploys as written.
     """
 
-    def __init__(self, scope: Construct, construct_id: str, *, version: str) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, version: str,
+                 attach_policies: list[str] | None = None) -> None:
         super().__init__(scope, construct_id)
         self.version = version
+        self.attach_policy = self._attach_policy(attach_policies) if attach_policies else None
         self.nested_stack = CfnStack(
             self, "Stack",
             template_url=Fn.sub("https://${AWS::Region}-aws-parallelcluster.s3.${AWS::Region}.${AWS::URLSuffix}"
                                 f"/parallelcluster/{version}/templates/custom_resource/cluster.yaml"),
+            parameters=({"AdditionalIamPolicies": self.attach_policy.managed_policy_arn}
+                        if self.attach_policy else None),
         )
         self.service_token = self.nested_stack.get_att("Outputs.ServiceToken").to_string()
+
+    def _attach_policy(self, policy_arns: list[str]) -> iam.ManagedPolicy:
+        node_roles = f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:role/parallelcluster/*"
+        policy = iam.ManagedPolicy(self, "AttachNodePolicies", description=(
+            "Lets the ParallelCluster provider attach the cluster config's AdditionalIamPolicies that its "
+            "default IAM does not allow"), statements=[iam.PolicyStatement(
+                actions=["iam:AttachRolePolicy", "iam:DetachRolePolicy"], resources=[node_roles],
+                conditions={"ArnEquals": {"iam:PolicyARN": policy_arns}})])
+        NagSuppressions.add_resource_suppressions(policy, [{
+            "id": "AwsSolutions-IAM5", "reason": "ParallelCluster names node roles at create time under "
+            "role/parallelcluster/<cluster stack>/; the attachable policies are fixed by the ArnEquals condition"}])
+        return policy
 
 
 class ParallelCluster(Construct):
@@ -47,7 +66,9 @@ class ParallelCluster(Construct):
             properties={"ClusterName": cluster_name, "DeletionPolicy": "Delete",
                         "ClusterConfiguration": configuration},
             removal_policy=RemovalPolicy.DESTROY,
-            service_timeout=CLUSTER_TIMEOUT,
+            # No service_timeout: it would add a ServiceTimeout property, which the provider passes on to
+            # pcluster.lib as an unknown argument (TypeError, failed deploy). CloudFormation's default
+            # custom-resource timeout is one hour (see cluster_config.rules, bootstrap timeout).
         )
 
     @property

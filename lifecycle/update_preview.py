@@ -9,12 +9,11 @@ from PrereqStack compares equal on both sides unless what it points at changed.
 from __future__ import annotations
 
 import json
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cluster_config.schema import PCLUSTER_PYTHON, WORKER, _offline_env
+from cluster_config.worker import PCLUSTER_PYTHON, ask_once
 
 # ParallelCluster update policy name -> what it means for the person running `cdk deploy`.
 CATEGORIES = {
@@ -137,20 +136,30 @@ def preview(base: dict[str, Any] | None, target: dict[str, Any] | None, *, runni
                             "name: CloudFormation would create a second cluster with the same name, which fails")
     request = {"patch": {"cluster_name": after.cluster_name, "base": before.configuration,
                          "target": after.configuration, "running": running}}
-    output = subprocess.run([str(python), str(WORKER)], input=json.dumps(request), capture_output=True, text=True,
-                            env=_offline_env("us-east-1"), timeout=120)
-    if output.returncode != 0:
-        raise RuntimeError(f"ParallelCluster ConfigPatch failed: {output.stderr.strip()[-800:]}")
-    for row in json.loads(output.stdout)["changes"]:
+    for row in ask_once(request, "us-east-1", use_cache=False, python=python)["changes"]:
         key = f"{row['path']}.{row['key']}" if row["path"] else row["key"]
         result.changes.append(Change(key, row["old"], row["new"], row["policy"], row["check"], row["reason"],
                                      row["action"]))
     return result
 
 
-def _short(value: Any, width: int = 40) -> str:
-    text = "-" if value is None else (value if isinstance(value, str) else json.dumps(value, sort_keys=True))
-    return text if len(text) <= width else text[: width - 1] + "…"
+def _text(value: Any) -> str:
+    return "-" if value is None else (value if isinstance(value, str) else json.dumps(value, sort_keys=True))
+
+
+def _short(value: Any, width: int = 40, other: Any = None) -> str:
+    """``value`` in at most ``width`` characters; when it is long, the part where it differs from ``other``
+    (a changed script hash deep inside a URL is what a reviewer needs to see)."""
+    text = _text(value)
+    if len(text) <= width:
+        return text
+    start = 0
+    if other is not None:
+        other_text = _text(other)
+        start = next((i for i, (a, b) in enumerate(zip(text, other_text)) if a != b), min(len(text), len(other_text)))
+        start = max(0, min(start - 8, len(text) - width + 1))
+    prefix = "…" if start else ""
+    return prefix + text[start:start + width - 1 - len(prefix)] + "…"
 
 
 def next_step(change: Change, preview_: Preview) -> str:
@@ -172,7 +181,8 @@ def to_markdown(result: Preview, title: str = "Cluster update preview") -> str:
     lines += ["", "| key | old | new | update policy | effect | next step |", "| --- | --- | --- | --- | --- | --- |"]
     for change in result.changes:
         effect = f"**{change.category}**" if change.is_error else change.category
-        cells = [f"`{change.path}`", f"`{_short(change.old)}`", f"`{_short(change.new)}`", change.policy, effect,
+        cells = [f"`{change.path}`", f"`{_short(change.old, other=change.new)}`",
+                 f"`{_short(change.new, other=change.old)}`", change.policy, effect,
                  next_step(change, result)]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     if result.has_errors:
@@ -184,7 +194,8 @@ def to_terminal(result: Preview) -> str:
     lines = [*result.notes]
     for change in result.changes:
         marker = "ERROR" if change.is_error else "ok   " if change.category == "applied live" else "NOTE "
-        lines.append(f"{marker} {change.path}: {_short(change.old)} -> {_short(change.new)}  [{change.policy}: "
+        lines.append(f"{marker} {change.path}: {_short(change.old, other=change.new)} -> "
+                     f"{_short(change.new, other=change.old)}  [{change.policy}: "
                      f"{change.category}]")
         step = next_step(change, result)
         if step:

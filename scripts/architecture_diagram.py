@@ -50,7 +50,12 @@ def _dra(r: dict[str, Any]) -> str:
 
 
 def _bucket(r: dict[str, Any]) -> str:
-    return "S3 data bucket" if "VersioningConfiguration" in _props(r) else "S3 access logs"
+    props = _props(r)
+    if "VersioningConfiguration" in props:
+        return "S3 data bucket"
+    if {"Key": "Purpose", "Value": "node-actions"} in props.get("Tags", []):
+        return "S3 node-action scripts"
+    return "S3 access logs"
 
 
 LABELS: dict[str, Callable[[dict[str, Any]], str]] = {
@@ -112,12 +117,10 @@ def synthesized_templates() -> dict[str, dict[str, Any]]:
     os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
     from aws_cdk import App
     from settings.context import shipped_context
-    from stacks.app_builder import build
+    from stacks.app_builder import synthesize
 
-    app = App(context=shipped_context(), analytics_reporting=False)
-    stacks = build(app)
-    assembly = app.synth()
-    return {name: assembly.get_stack_by_name(stack.stack_name).template for name, stack in stacks.items()}
+    synthesis = synthesize(App(context=shipped_context(), analytics_reporting=False))
+    return {name: synthesis.template(name) for name in synthesis.stacks}
 
 
 def readme_block(diagram: str) -> str:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from aws_cdk import CfnOutput, Fn, Stack
+from aws_cdk import CfnOutput, Fn, Stack, Token
 from constructs import Construct
 
 from cluster_config import NODE_ACTIONS_DIR, ConfigDocument, PlaceholderValues, node_actions_used, render
 from cluster_config.job_bridge import default_user
+from cluster_config.node_actions import object_key
+from cluster_config.provider import additional_iam_policies, load_contract
 from hpc_constructs.data_repositories import DataRepositoryAssociations
 from hpc_constructs.job_bridge import JobBridge
 from hpc_constructs.node_actions import NodeActionScripts
@@ -16,6 +18,8 @@ from hpc_constructs.parallelcluster import ParallelCluster, ParallelClusterProvi
 from settings.cluster import ClusterSettings
 from settings.prereq import DataRepositoryAssociationSettings
 from stacks.prereq_stack import PrereqStack
+
+JOB_BRIDGE_SCRIPT = "job_bridge.sh"
 
 
 class ClusterStack(Stack):
@@ -26,25 +30,40 @@ class ClusterStack(Stack):
         self.data_repositories = DataRepositoryAssociations(
             self, "DataRepositories", associations=data_repositories, file_system_id=prereq.lustre.file_system_id,
             data_bucket_name=prereq.data_bucket.bucket.bucket_name)
-        scripts = NodeActionScripts(self, "NodeActions", directory=NODE_ACTIONS_DIR,
-                                    scripts=node_actions_used(document))
+        scripts = node_actions_used(document) + ([JOB_BRIDGE_SCRIPT] if settings.job_bridge else [])
+        self.node_actions = NodeActionScripts(self, "NodeActions", directory=NODE_ACTIONS_DIR,
+                                              scripts=list(dict.fromkeys(scripts))) if scripts else None
         stack_values = {**prereq.values, "Region": self.region, "VpcCidr": vpc_cidr}
-        if scripts.bucket_name:
-            stack_values["ScriptsBucket"] = scripts.bucket_name
-        configuration = render(document, PlaceholderValues(
-            stack=stack_values, context=context, node_action_url=scripts.url, node_actions_dir=NODE_ACTIONS_DIR))
+        if self.node_actions:
+            stack_values["ScriptsBucket"] = self.node_actions.bucket.bucket_name
 
-        provider = ParallelClusterProvider(self, "Provider", version=settings.parallelcluster_version)
+        self.job_bridge = None
+        if settings.job_bridge and self.node_actions:
+            self.job_bridge = JobBridge(
+                self, "JobBridge", bucket_name=prereq.data_bucket.bucket.bucket_name, prefix=settings.job_bridge_prefix,
+                user=settings.job_bridge_user or default_user(document.data), cluster_name=settings.cluster_name,
+                scripts_bucket=self.node_actions.bucket.bucket_name,
+                script_key=object_key(JOB_BRIDGE_SCRIPT, self.node_actions.digests[JOB_BRIDGE_SCRIPT]))
+            stack_values["JobBridgeListPolicy"] = self.job_bridge.list_policy.managed_policy_arn
+        configuration = render(document, PlaceholderValues(
+            stack=stack_values, context=context,
+            node_action_url=self.node_actions.url if self.node_actions else _no_scripts,
+            node_actions_dir=NODE_ACTIONS_DIR))
+
+        # Policies of the config that AWS's provider may not attach by default get an explicit grant.
+        literal_policies = [p for p in additional_iam_policies(configuration) if not Token.is_unresolved(p)]
+        provider = ParallelClusterProvider(
+            self, "Provider", version=settings.parallelcluster_version,
+            attach_policies=load_contract().needing_grant(literal_policies, account="*", partition="*"))
         # The provider refuses to rename a cluster in place; with the name in the logical id, a new
         # cluster_name makes CloudFormation create the new cluster first, then delete the old one.
         self.cluster = ParallelCluster(self, "Cluster" + settings.cluster_name.replace("-", ""),
                                        cluster_name=settings.cluster_name, configuration=configuration,
                                        provider=provider)
-
-        if settings.job_bridge:
-            self.job_bridge = JobBridge(self, "JobBridge", bucket_name=prereq.data_bucket.bucket.bucket_name,
-                                        prefix=settings.job_bridge_prefix,
-                                        head_node_instance_id=self.cluster.head_node_instance_id)
+        if self.node_actions:  # the scripts are in place before ParallelCluster reads them
+            self.cluster.node.add_dependency(self.node_actions)
+        if self.job_bridge:
+            self.job_bridge.connect(self.cluster.head_node_instance_id)
 
         CfnOutput(self, "ClusterName", value=settings.cluster_name, description="ParallelCluster cluster name")
         CfnOutput(self, "ClusterConfig", value=document.source, description="Cluster config file deployed")
@@ -56,3 +75,7 @@ class ClusterStack(Stack):
                                      self.cluster.head_node_instance_id]))
         CfnOutput(self, "ValidationMessages", value=self.cluster.validation_messages,
                   description="ParallelCluster's validation messages from the last create/update")
+
+
+def _no_scripts(script: str, fixed: bool) -> str:
+    raise AssertionError(f"{script} is used but no node-action script was collected")  # render checks first

@@ -17,18 +17,21 @@ from aws_cdk.assertions import Template  # noqa: E402
 from cdk_nag import AwsSolutionsChecks  # noqa: E402
 
 from settings.context import shipped_context  # noqa: E402
-from stacks.app_builder import build  # noqa: E402
+from stacks.app_builder import synthesize  # noqa: E402
 
 
 class Synthesized:
-    """An app built from cdk.json context plus overrides, checked by cdk-nag, synthesized once."""
+    """An app built from cdk.json context plus overrides, checked by cdk-nag, synthesized once, and its
+    cluster config validated by ParallelCluster in the simulated account (as `cdk synth` does)."""
 
     def __init__(self, overrides: dict[str, Any]) -> None:
         context = {**shipped_context(), **overrides}
         self.app = App(context=context)
-        self.stacks: dict[str, Stack] = build(self.app)
         Aspects.of(self.app).add(AwsSolutionsChecks(verbose=True))
-        self.assembly = self.app.synth()
+        synthesis = self.synthesis = synthesize(self.app)
+        self.stacks: dict[str, Stack] = synthesis.stacks
+        self.assembly = synthesis.assembly
+        self.deployment = synthesis.deployment
         self.templates = {name: Template.from_stack(stack) for name, stack in self.stacks.items()}
 
     def template(self, name: str) -> Template:

@@ -9,7 +9,7 @@ from aws_cdk import App
 
 from settings.context import shipped_context
 from settings.errors import ConfigError, ConfigErrors
-from stacks.app_builder import build
+from stacks.app_builder import synthesize
 from tests.conftest import Synthesized, synth
 
 ON = {"slurm_accounting": True, "secondary_availability_zone": "us-east-1b"}
@@ -28,7 +28,7 @@ def test_off_by_default(default_app: Synthesized):
 
 def test_needs_a_second_zone_for_the_subnet_group():
     with pytest.raises((ConfigError, ConfigErrors)) as info:
-        build(App(context={**shipped_context(), "slurm_accounting": True}))
+        synthesize(App(context={**shipped_context(), "slurm_accounting": True}))
     assert "secondary_availability_zone" in str(info.value) and "required by slurm_accounting=true" in str(info.value)
 
 
@@ -77,8 +77,11 @@ def test_cluster_config_gets_the_database_settings(accounting: Synthesized):
 
 def test_cluster_name_limit_with_accounting():
     with pytest.raises((ConfigError, ConfigErrors)) as info:
-        build(App(context={**shipped_context(), **ON, "cluster_name": "c" * 45}))
-    assert "is 45 characters; ParallelCluster allows 40 with Slurm accounting" in str(info.value)
+        synthesize(App(context={**shipped_context(), **ON, "cluster_name": "c" * 45}))
+    message = str(info.value)
+    assert message.startswith("cdk.json or -c: context 'cluster_name' = 'ccccccccccccccccccccccccccccccccccccccccccccc': ")
+    assert "ParallelCluster ClusterNameValidator" in message and "when using Slurm accounting it can't be longer " \
+        "than 40 characters" in message
 
 
 def test_throwaway_environment_deletes_the_database():

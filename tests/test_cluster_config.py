@@ -14,6 +14,8 @@ import cluster_config
 from cluster_config import DUMMY_LEGEND, available_configs, dummy_values, load_document, render, validate
 from cluster_config.document import ConfigDocument
 from settings.errors import ConfigError, ConfigErrors
+from cluster_config.node_actions import with_node_updates
+from tests.corpus import Outcome, expectations, validate_files
 
 REGION, CIDR, KEY = "us-east-1", "10.0.0.0/16", "PrereqStack-cluster"
 BAD_DIR = Path(__file__).with_name("bad_configs")
@@ -34,7 +36,8 @@ def expected_message(path: Path) -> str:
 # -- shipped configs ----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def shipped() -> dict[str, dict]:
-    documents = {name: cluster_config.load_named_config(name) for name in available_configs()}
+    # As the app deploys them: node actions of the head node repeated in OnNodeUpdated.
+    documents = {name: with_node_updates(cluster_config.load_named_config(name)) for name in available_configs()}
     rendered = validate([(doc, values_for(doc, SHIPPED_CONTEXT), "hpc-cluster") for doc in documents.values()],
                         region=REGION, parallelcluster_version="3.16.1")
     return dict(zip(documents, rendered))
@@ -135,71 +138,89 @@ def test_placeholders_inside_longer_strings(tmp_path: Path):
     assert render(document, values_for(document)) == {"P": "s3://prereqstack-databucket-example/jobs/"}
 
 
-# -- bad configs ----------------------------------------------------------------------------------
+# -- corpora: configs ParallelCluster rejects, and configs from elsewhere it accepts ---------------
+ACCEPTED_DIR = Path(__file__).with_name("accepted_configs")
+ACCEPTED_CONFIGS = sorted(ACCEPTED_DIR.glob("*.yaml"))
+
+
 @pytest.fixture(scope="module")
-def bad_config_errors() -> dict[str, list[str]]:
-    """Every bad config validated in one batch; messages grouped by file."""
-    by_file: dict[str, list[str]] = defaultdict(list)
-    requests = []
-    for path in BAD_CONFIGS:
-        try:
-            document = load_document(path, source=f"bad_configs/{path.name}")
-        except ConfigError as error:
-            by_file[path.name].append(str(error))
-            continue
-        requests.append((document, values_for(document), "hpc-cluster"))
-    try:
-        validate(requests, region=REGION, parallelcluster_version="3.16.1")
-    except ConfigErrors as many:
-        for error in many.errors:
-            by_file[error.source.split(":")[0].removeprefix("bad_configs/")].append(str(error))
-    except ConfigError as error:
-        by_file[error.source.split(":")[0].removeprefix("bad_configs/")].append(str(error))
-    return by_file
+def bad_outcomes(default_app) -> dict[str, Outcome]:
+    """Every bad config through both phases: phase 1 in one batch, the rest in the default app's account."""
+    return validate_files(BAD_CONFIGS, default_app)
 
 
-def test_corpus_has_at_least_ten_bad_configs():
-    assert len(BAD_CONFIGS) >= 10
+@pytest.fixture(scope="module")
+def accepted_outcomes(default_app) -> dict[str, Outcome]:
+    return validate_files(ACCEPTED_CONFIGS, default_app)
+
+
+def test_corpora_are_not_trivial():
+    assert len(BAD_CONFIGS) >= 20 and len(ACCEPTED_CONFIGS) >= 6
 
 
 @pytest.mark.parametrize("path", BAD_CONFIGS, ids=[p.stem for p in BAD_CONFIGS])
-def test_bad_config_fails_with_file_line_key_and_fix(path: Path, bad_config_errors: dict[str, list[str]]):
-    messages = bad_config_errors.get(path.name, [])
-    expected = expected_message(path)
-    matching = [m for m in messages if expected in m]
-    assert matching, f"expected {expected!r} among:\n" + "\n".join(messages)
-    for message in matching:
+def test_bad_config_fails_with_file_line_key_and_fix(path: Path, bad_outcomes: dict[str, Outcome]):
+    messages = bad_outcomes[path.name].errors
+    expected = expectations(path, "expect")
+    assert expected, f"{path.name} must start with '# expect: <message>'"
+    for text in expected:
+        assert any(text in m for m in messages), f"expected {text!r} among:\n" + "\n".join(messages)
+    for message in messages:
         location = message.split(":", 2)
         assert location[0] == f"bad_configs/{path.name}" and location[1].isdigit(), message
         assert "\n  fix: " in message
 
 
-def test_error_points_at_the_offending_line(bad_config_errors: dict[str, list[str]]):
+@pytest.mark.parametrize("path", ACCEPTED_CONFIGS, ids=[p.stem for p in ACCEPTED_CONFIGS])
+def test_configs_parallelcluster_accepts_synthesize(path: Path, accepted_outcomes: dict[str, Outcome]):
+    """Configs in the styles of other repositories: no ERROR, and the warnings each file announces."""
+    outcome = accepted_outcomes[path.name]
+    assert outcome.errors == []
+    for text in expectations(path, "warns"):
+        assert any(text in w for w in outcome.warnings), f"expected {text!r} among:\n" + "\n".join(outcome.warnings)
+
+
+def test_error_points_at_the_offending_line(bad_outcomes: dict[str, Outcome]):
     text = (BAD_DIR / "efa_on_t3.yaml").read_text().splitlines()
-    line = next(i for i, l in enumerate(text, 1) if l.strip() == "Enabled: true")
-    [message] = [m for m in bad_config_errors["efa_on_t3.yaml"] if "no EFA interface" in m]
+    line = next(i for i, l in enumerate(text, 1) if l.strip() == "InstanceType: t3.large")
+    [message] = [m for m in bad_outcomes["efa_on_t3.yaml"].errors if "does not support EFA" in m]
     assert message.startswith(f"bad_configs/efa_on_t3.yaml:{line}: ")
 
 
-def test_efa_list_is_data_with_its_source():
-    header = cluster_config.rules.EFA_TYPES_FILE.read_text().splitlines()[:3]
-    assert any("Source:" in line for line in header)
-    types = cluster_config.rules.efa_instance_types()
-    assert {"c5n.9xlarge", "c5n.18xlarge", "p5.48xlarge", "hpc7a.96xlarge"} <= types
-    assert not {"t3.large", "c5.9xlarge", "m5.8xlarge"} & types
+def test_errors_are_listed_in_line_order(bad_outcomes: dict[str, Outcome]):
+    lines = [int(m.split(":")[1]) for m in bad_outcomes["errors_in_line_order.yaml"].errors]
+    assert len(lines) == 4 and lines == sorted(lines)
 
 
-def test_schema_answers_are_cached_by_content(tmp_path: Path, monkeypatch):
-    from cluster_config import schema
+def test_unknown_key_suggests_the_right_one(bad_outcomes: dict[str, Outcome]):
+    [message] = [m for m in bad_outcomes["unknown_key.yaml"].errors if "Unknown field" in m]
+    assert "fix: did you mean InstanceType? keys allowed here: CustomActions, Dcv" in message
 
-    monkeypatch.setattr(schema, "CACHE_DIR", tmp_path)
+
+def test_stand_ins_are_announced_not_rejected(accepted_outcomes: dict[str, Outcome]):
+    warnings = accepted_outcomes["existing_resources_by_id.yaml"].warnings
+    assert sum("not checked offline" in w for w in warnings) == 5
+    assert all("ParallelCluster checks it against your account at deploy time" in w
+               for w in warnings if "not checked offline" in w)
+
+
+def test_answers_are_cached_by_content(tmp_path: Path, monkeypatch):
+    from cluster_config import validation, worker
+
+    monkeypatch.setattr(worker, "CACHE_DIR", tmp_path)
+    monkeypatch.setattr(validation, "CACHE_DIR", tmp_path)
     document = cluster_config.load_named_config("vanilla")
-    request = [schema.SchemaRequest(document, render(document, values_for(document)), "hpc-cluster")]
-    first = schema.SchemaCheck(request, REGION, "3.16.1")
-    assert first.process is not None and first.errors() == []
-    again = schema.SchemaCheck(request, REGION, "3.16.1")
-    assert again.process is None and again.cached is not None and again.errors() == []  # no subprocess
-    uncached = schema.SchemaCheck(request, REGION, "3.16.1", use_cache=False)
-    assert uncached.process is not None and uncached.errors() == []
-    changed = [schema.SchemaRequest(document, {**request[0].config, "Typo": "x"}, "hpc-cluster")]
-    assert "Unknown field" in str(schema.SchemaCheck(changed, REGION, "3.16.1").errors())
+    request = [(document, values_for(document), "hpc-cluster")]
+    first = validation.Validation(request, region=REGION, parallelcluster_version="3.16.1", full=False)
+    assert first.worker is not None and first.check()
+    first.close()
+    again = validation.Validation(request, region=REGION, parallelcluster_version="3.16.1", full=False)
+    assert again.worker is None and again.check()  # answered from the cache, no process
+    uncached = validation.Validation(request, region=REGION, parallelcluster_version="3.16.1", full=False,
+                                     use_cache=False)
+    assert uncached.worker is not None and uncached.check()
+    uncached.close()
+    changed = document_of("Region: us-east-1\nTypo: x\n", tmp_path)
+    with pytest.raises((ConfigError, ConfigErrors), match="Unknown field"):
+        validation.Validation([(changed, values_for(changed), "c")], region=REGION,
+                              parallelcluster_version="3.16.1", full=False).check()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -9,9 +10,11 @@ import pytest
 from aws_cdk import App
 from aws_cdk.assertions import Template
 
+from cluster_config import NODE_ACTIONS_DIR
+from cluster_config.node_actions import script_digest
 from settings.context import REPO_ROOT, shipped_context
 from settings.errors import ConfigError, ConfigErrors
-from stacks.app_builder import build
+from stacks.app_builder import synthesize
 from tests.conftest import Synthesized, synth
 
 GPU = {"cluster_config": "gpu-p5", "CAPACITY_RESERVATION_ID": "cr-0123456789abcdef0"}
@@ -51,8 +54,10 @@ def test_cluster_is_deleted_with_the_stack_and_named_apart_from_it(cluster: Temp
     assert props["DeletionPolicy"] == "Delete"
 
 
-def test_custom_resource_timeout_is_cloudformations_one_hour(cluster: Template):
-    assert cluster_resource(cluster)["Properties"]["ServiceTimeout"] == "3600"
+def test_custom_resource_has_only_the_properties_the_provider_passes_on(cluster: Template):
+    # The provider turns every other property into a pcluster.lib argument (tests/test_provider_contract.py).
+    assert set(cluster_resource(cluster)["Properties"]) == {"ServiceToken", "ClusterName", "DeletionPolicy",
+                                                             "ClusterConfiguration"}
 
 
 def scalars(value: Any):
@@ -85,17 +90,32 @@ def test_prereq_values_flow_into_the_config(cluster: Template):
     assert "RootVolumeId" in volume["Fn::GetStackOutput"]["OutputName"]
 
 
-def test_node_actions_are_shipped_from_this_repo_as_s3_assets(cluster: Template):
+def test_node_actions_are_shipped_from_this_repo_to_a_bucket_of_the_stack(cluster: Template):
     config = cluster_resource(cluster)["Properties"]["ClusterConfiguration"]
-    scripts = [config["HeadNode"]["CustomActions"]["OnNodeConfigured"]["Sequence"][0]["Script"]]
-    scripts += [s["Script"] for q in config["Scheduling"]["SlurmQueues"]
-                for s in q["CustomActions"]["OnNodeConfigured"]["Sequence"]]
-    for script in scripts:
-        assert re.fullmatch(r"s3://cdk-hnb659fds-assets-\$\{AWS::AccountId\}-us-east-1/[0-9a-f]{64}\.sh",
-                            script["Fn::Sub"]), script
-    bucket = config["HeadNode"]["Iam"]["S3Access"][0]["BucketName"]["Fn::Sub"]
-    assert bucket == "cdk-hnb659fds-assets-${AWS::AccountId}-us-east-1"
-    assert "http" not in str(config)
+    [(bucket_id, _)] = cluster.find_resources("AWS::S3::Bucket").items()
+    head = config["HeadNode"]["CustomActions"]
+    configured = head["OnNodeConfigured"]["Sequence"][0]["Script"]
+    updated = head["OnNodeUpdated"]["Sequence"][0]["Script"]
+    queue = config["Scheduling"]["SlurmQueues"][0]["CustomActions"]["OnNodeConfigured"]["Sequence"][0]["Script"]
+    digest = script_digest(NODE_ACTIONS_DIR / "enable_pyxis.sh")
+    assert configured == {"Fn::Join": ["", ["s3://", {"Ref": bucket_id}, "/stable/enable_pyxis.sh"]]}
+    for pinned in (updated, queue):
+        assert pinned == {"Fn::Join": ["", ["s3://", {"Ref": bucket_id}, f"/{digest}/enable_pyxis.sh"]]}
+    assert config["HeadNode"]["Iam"]["S3Access"] == [{"BucketName": {"Ref": bucket_id}}]
+    assert "http" not in str(config) and "cdk-hnb659fds" not in str(config)
+
+
+def test_each_script_is_written_with_its_content_at_both_keys(cluster: Template):
+    writes = {}
+    for resource in cluster.find_resources("Custom::AWS").values():
+        create = json.loads(json.dumps(resource["Properties"]["Create"]))
+        text = create if isinstance(create, str) else json.dumps(create)
+        writes.update({key: text for key in re.findall(r'\\?"Key\\?":\\?"([^"\\]+)', text)})
+    digest = script_digest(NODE_ACTIONS_DIR / "enable_pyxis.sh")
+    assert {"stable/enable_pyxis.sh", f"{digest}/enable_pyxis.sh"} <= set(writes)
+    assert "enable_pyxis: $*" in writes["stable/enable_pyxis.sh"]  # the script's own text
+    [bucket] = cluster.find_resources("AWS::S3::Bucket").values()
+    assert bucket["DeletionPolicy"] == "Delete"  # only copies of this repo's scripts
 
 
 def test_outputs_give_the_head_node_and_an_ssm_command(cluster: Template):
@@ -122,7 +142,7 @@ def test_cluster_config_and_name_come_from_context():
 
 def build_error(**context: Any) -> str:
     with pytest.raises((ConfigError, ConfigErrors)) as info:
-        build(App(context={**shipped_context(), **context}))
+        synthesize(App(context={**shipped_context(), **context}))
     return str(info.value)
 
 

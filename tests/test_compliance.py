@@ -1,4 +1,4 @@
-"""cdk-nag (AwsSolutions) and cfn-lint on every synthesized stack."""
+"""cdk-nag (AwsSolutions), cfn-lint and ParallelCluster's full validation on every synthesized variant."""
 
 from __future__ import annotations
 
@@ -19,6 +19,9 @@ VARIANTS = {
     "multi-queue": {"cluster_config": "multi-queue"},
     "job-bridge": {"job_bridge": True},
     "accounting": {"slurm_accounting": True, "secondary_availability_zone": "us-east-1b"},
+    "capacity-block": {"cluster_config": "gpu-p5", "CAPACITY_RESERVATION_ID": "cr-0123456789abcdef0",
+                       "CAPACITY_TYPE": "CAPACITY_BLOCK"},
+    "custom-ami": {"CUSTOM_AMI": "ami-0123456789abcdef0"},
 }
 
 
@@ -64,3 +67,9 @@ def test_cfn_lint_reports_no_errors(variant: Synthesized):
         template = json.dumps(variant.template(name).to_json())
         errors = [m for m in lint(template, regions=[stack.region]) if m.rule.id.startswith("E")]
         assert errors == [], f"{name}: " + "\n".join(str(m) for m in errors)
+
+
+def test_parallelcluster_validates_the_synthesized_config_with_no_error(variant: Synthesized):
+    """Synth raised on any ERROR; what ran is ParallelCluster's create-time validation, not a sample of it."""
+    assert variant.deployment.validators >= 70, variant.deployment
+    assert not [w for w in variant.deployment.warnings if " ERROR " in w]

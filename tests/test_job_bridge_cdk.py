@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 
 import boto3
 import pytest
+from aws_cdk.assertions import Match
 
 from job_bridge.client import JobBridgeError, JobStore
 from tests.conftest import Synthesized, synth
@@ -50,30 +52,58 @@ def test_target_is_run_command_on_the_head_node(bridged: Synthesized):
 
 def test_eventbridge_may_send_that_command_and_nothing_else(bridged: Synthesized):
     template = bridged.template("ClusterStack")
-    [role] = template.find_resources("AWS::IAM::Role").values()
-    assert role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {
-        "Service": "events.amazonaws.com"}
-    [policy] = template.find_resources("AWS::IAM::Policy").values()
+    roles = {k: r for k, r in template.find_resources("AWS::IAM::Role").items()
+             if r["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {
+                 "Service": "events.amazonaws.com"}}
+    [role_id] = roles
+    [policy] = [p for p in template.find_resources("AWS::IAM::Policy").values()
+                if p["Properties"]["Roles"] == [{"Ref": role_id}]]
     [statement] = policy["Properties"]["PolicyDocument"]["Statement"]
     assert statement["Action"] == "ssm:SendCommand"
     resources = json.dumps(statement["Resource"])
     assert "document/AWS-RunShellScript" in resources and "instance/" in resources and '"*"' not in resources
 
 
-def test_cluster_config_gets_the_installer_write_access_and_epilog(bridged: Synthesized):
+def test_cluster_config_gets_list_and_write_access_and_the_epilog(bridged: Synthesized):
     config = cluster_config(bridged)
     assert config["Scheduling"]["SlurmSettings"]["CustomSlurmSettings"] == [
         {"EpilogSlurmctld": "/opt/job-bridge/epilog"}]
-    install = config["HeadNode"]["CustomActions"]["OnNodeConfigured"]["Sequence"][-1]
-    assert install["Args"][0] == "install" and install["Args"][2:] == ["jobs/", "ubuntu"]
     write = [a for a in config["HeadNode"]["Iam"]["S3Access"] if a.get("KeyName") == "jobs/*"]
     assert write and write[0]["EnableWriteAccess"] == "true"
+    policies = [p["Policy"] for p in config["HeadNode"]["Iam"]["AdditionalIamPolicies"]]
+    [list_policy] = [p for p in policies if isinstance(p, dict)]
+    [(policy_id, policy)] = bridged.template("ClusterStack").find_resources(
+        "AWS::IAM::ManagedPolicy", {"Properties": {"Description": Match.string_like_regexp("job prefix")}}).items()
+    assert list_policy == {"Ref": policy_id}
+    [statement] = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Action"] == "s3:ListBucket" and statement["Condition"] == {"StringLike": {"s3:prefix": ["jobs/*"]}}
+    assert policy["Properties"]["ManagedPolicyName"]["Fn::Join"][1][0] == "parallelcluster-hpc-cluster-"
+
+
+def test_installed_by_an_ssm_association_not_a_node_action(bridged: Synthesized):
+    """A head node's OnNodeConfigured cannot change on update: the bridge is installed beside it, so turning it
+    on, off, or editing job_bridge.sh is an in-place update (tests/test_update_preview.py)."""
+    config = cluster_config(bridged)
+    assert "job_bridge" not in json.dumps(config["HeadNode"].get("CustomActions", {}))
+    [association] = bridged.template("ClusterStack").find_resources("AWS::SSM::Association").values()
+    props = association["Properties"]
+    assert props["WaitForSuccessTimeoutSeconds"] == 600
+    assert props["Targets"][0]["Values"][0]["Fn::GetAtt"][1] == "headNode.instanceId"
+    assert re.fullmatch(r"[0-9a-f]{16}/job_bridge\.sh", props["Parameters"]["ScriptKey"][0])
+    assert props["Parameters"]["Prefix"] == ["jobs/"] and props["Parameters"]["User"] == ["ubuntu"]
+    [document] = bridged.template("ClusterStack").find_resources("AWS::SSM::Document").values()
+    content = document["Properties"]["Content"]
+    assert all("allowedPattern" in p for p in content["parameters"].values())
+    assert "install '{{Bucket}}' '{{Prefix}}' '{{User}}'" in " ".join(content["mainSteps"][0]["inputs"]["runCommand"])
 
 
 def test_prefix_and_user_from_context():
-    config = cluster_config(synth(job_bridge=True, job_bridge_prefix="onprem/batch/", job_bridge_user="hpcuser"))
-    install = config["HeadNode"]["CustomActions"]["OnNodeConfigured"]["Sequence"][-1]
-    assert install["Args"][2:] == ["onprem/batch/", "hpcuser"]
+    app = synth(job_bridge=True, job_bridge_prefix="onprem/batch/", job_bridge_user="hpcuser")
+    [association] = app.template("ClusterStack").find_resources("AWS::SSM::Association").values()
+    assert association["Properties"]["Parameters"]["Prefix"] == ["onprem/batch/"]
+    assert association["Properties"]["Parameters"]["User"] == ["hpcuser"]
+    write = [a for a in cluster_config(app)["HeadNode"]["Iam"]["S3Access"] if a.get("EnableWriteAccess")]
+    assert write[0]["KeyName"] == "onprem/batch/*"
 
 
 # -- client errors (moto) -------------------------------------------------------------------------

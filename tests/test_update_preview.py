@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from cluster_config import NODE_ACTIONS_DIR
+from cluster_config.node_actions import script_digest
 from lifecycle.update_preview import REPLACE_PATH, preview, to_markdown, to_terminal
 from settings.context import REPO_ROOT
 from tests.conftest import Synthesized, synth
@@ -93,3 +95,50 @@ def test_baseline_from_the_deployed_stack(aws, base: dict, monkeypatch):
     monkeypatch.setattr(boto3, "client", lambda service, **kwargs: client)
     result = preview(load_template("deployed", "ClusterStack"), target(NUM_INSTANCES=4))
     assert {c.path.rsplit(".", 1)[1] for c in result.changes} == {"MinCount", "MaxCount"}
+
+
+def synth_with_edited_script(tmp_path: Path, monkeypatch, script: str = "enable_pyxis.sh", **context) -> dict:
+    """The ClusterStack template after an edit of one node-action script (in a copy of scripts/node_actions)."""
+    import shutil
+
+    import cluster_config
+    import stacks.cluster_stack
+    from tests.conftest import Synthesized
+
+    directory = tmp_path / "node_actions"
+    shutil.copytree(cluster_config.NODE_ACTIONS_DIR, directory)
+    (directory / script).write_text((directory / script).read_text() + "# edited: one more line\n")
+    monkeypatch.setattr(cluster_config, "NODE_ACTIONS_DIR", directory)
+    monkeypatch.setattr(stacks.cluster_stack, "NODE_ACTIONS_DIR", directory)
+    return Synthesized(context).template("ClusterStack").to_json()
+
+
+def test_editing_a_head_node_script_is_an_in_place_update(base: dict, tmp_path: Path, monkeypatch):
+    result = preview(base, synth_with_edited_script(tmp_path, monkeypatch))
+    changes = by_key(result)
+    assert not result.has_errors, to_terminal(result)
+    updated = [c for path, c in changes.items() if path.startswith("HeadNode.CustomActions.OnNodeUpdated")]
+    assert updated and all(c.policy == "SUPPORTED" and c.category == "applied live" for c in updated)
+    assert not [p for p in changes if p.startswith("HeadNode.CustomActions.OnNodeConfigured")]  # stable URL
+    queue = [c for path, c in changes.items() if path.startswith("Scheduling.SlurmQueues[compute].CustomActions")]
+    assert queue and all(c.policy == "QUEUE_UPDATE_STRATEGY" for c in queue)  # DRAIN replaces the nodes
+
+
+@pytest.mark.slow
+def test_command_shows_a_script_edit_and_exits_0(base: dict, tmp_path: Path, monkeypatch):
+    (tmp_path / "base.json").write_text(json.dumps(base))
+    (tmp_path / "edited.json").write_text(json.dumps(synth_with_edited_script(tmp_path, monkeypatch)))
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "update_preview.py"), "--base",
+                             str(tmp_path / "base.json"), "--target", str(tmp_path / "edited.json")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "HeadNode.CustomActions.OnNodeUpdated" in result.stdout and "SUPPORTED: applied live" in result.stdout
+    digest = script_digest(NODE_ACTIONS_DIR / "enable_pyxis.sh")
+    assert digest[:8] in result.stdout  # the old content hash, where the URLs differ
+
+
+def test_turning_the_job_bridge_on_and_off_is_an_in_place_update(base: dict):
+    bridged = target(job_bridge=True)
+    for before, after in ((base, bridged), (bridged, base)):
+        result = preview(before, after)
+        assert result.changes and not result.has_errors, to_terminal(result)

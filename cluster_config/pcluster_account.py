@@ -1,0 +1,712 @@
+"""ParallelCluster's full validation, offline: runs inside .venv-pcluster (stdlib, boto3, moto and
+pcluster only; no project imports), driven by pcluster_worker.py.
+
+``pcluster.lib.create_cluster(dryrun=True)`` runs every validator ParallelCluster runs before it
+creates a cluster (networking, FSx security groups, EFA, instance types, placement groups,
+capacity reservations, key pair, launch-template dry runs, counts, ...). Its AWS calls go to moto,
+in an account built from the description that cluster_config/simulation.py reads off our
+synthesized templates. What moto lacks is answered here, from that same description, through
+botocore event hooks on boto3's default session (which ParallelCluster's clients use):
+
+- FSx (file systems with their VpcId, network interfaces and mount names; OpenZFS/ONTAP volumes),
+  EFS, capacity reservations, Secrets Manager, KMS and IAM lookups of stand-ins;
+- CloudFormation ``DescribeStacks``: no cluster stack exists yet;
+- ``RunInstances`` dry runs: moto rejects instance-store and size-less EBS mappings, which EC2 accepts.
+
+Ids in a config that point outside our templates (an existing subnet, security group, file system,
+reservation, AMI, key pair, role) cannot be known offline: each gets a stand-in that passes, and the
+answer lists it so synth prints a WARNING that it was not checked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import ipaddress
+import json
+import os
+import re
+import tempfile
+import time
+from typing import Any
+
+REGION_ENV = "AWS_DEFAULT_REGION"
+ID_PATTERN = re.compile(r"\b(?:vpc|subnet|sg|eni|igw|nat|rtb|vpce|ami|cr|fs|fsvol|fc|pg|key|eipalloc|i)-[0-9a-f]{8,17}\b")
+
+
+def _official_amis() -> str:
+    """ParallelCluster finds its official AMIs by name and owner alias; moto loads these from MOTO_AMIS_PATH
+    (a file written before moto is imported, which also keeps moto from loading its large default list)."""
+    from pcluster.constants import OS_TO_IMAGE_NAME_PART_MAP, SUPPORTED_OSES
+    from pcluster.utils import get_installed_version
+
+    images = []
+    for index, (os_name, arch) in enumerate((o, a) for o in SUPPORTED_OSES for a in ("x86_64", "arm64")):
+        images.append({
+            "ami_id": f"ami-{index + 1:017x}", "owner_id": "247102896272", "public": True, "state": "available",
+            "name": f"aws-parallelcluster-{get_installed_version()}-{OS_TO_IMAGE_NAME_PART_MAP[os_name]}-{arch}-"
+                    "202611010000",
+            "description": f"AWS ParallelCluster AMI for {os_name} (simulated)", "architecture": arch,
+            "virtualization_type": "hvm", "root_device_type": "ebs", "creation_date": "2026-11-01T00:00:00.000Z",
+            "root_device_name": "/dev/sda1" if os_name.startswith("ubuntu") else "/dev/xvda"})
+    handle, path = tempfile.mkstemp(prefix="pcluster-amis-", suffix=".json")
+    with os.fdopen(handle, "w") as out:
+        json.dump(images, out)
+    return path
+
+
+class Simulator:
+    """One moto account at a time; ``validate`` builds it from a description and dry-runs configs in it."""
+
+    def __init__(self, region: str) -> None:
+        os.environ.update({REGION_ENV: region, "AWS_ACCESS_KEY_ID": "simulated", "AWS_SECRET_ACCESS_KEY": "simulated",
+                           "AWS_SESSION_TOKEN": "simulated", "MOTO_IAM_LOAD_MANAGED_POLICIES": "true"})
+        os.environ.setdefault("MOTO_AMIS_PATH", _official_amis())
+        from importlib.resources import files
+
+        import boto3
+        import pcluster.lib  # noqa: F401 - builds the API functions once
+        import pcluster.utils
+        from moto import mock_aws
+
+        # Supported regions come from a URL unless cached: take the list packaged with pcluster.
+        pcluster.utils.retrieve_supported_regions.cache = (
+            files("pcluster") / "resources" / "supported-regions").read_text().split("\n")
+        self.region, self.boto3, self.mock_aws = region, boto3, mock_aws
+        self.mock = None
+        self.used = False
+        self.state: dict[str, Any] = {}
+        self._attribution()
+        self._start()
+
+    # -- the account --------------------------------------------------------------------------------
+    def _start(self) -> None:
+        from pcluster.aws.aws_api import AWSApi
+        from pcluster.aws.common import Cache
+
+        if self.mock is not None:
+            self.mock.stop()
+        self.mock = self.mock_aws()
+        self.mock.start()
+        AWSApi.reset()
+        Cache.clear_all()
+        self.boto3.setup_default_session(region_name=self.region)
+        self._hooks(self.boto3.DEFAULT_SESSION.events)
+        self.state = {"ids": {}, "file_systems": {}, "volumes": {}, "capacity_reservations": {}, "secrets": set(),
+                      "kms": set(), "policies": set(), "efs": {}, "stand_ins": [], "vpc": None, "azs": [], "known": set(),
+                      "free_cidrs": None}
+        # The first EC2 and IAM calls load moto's data (instance types, managed policies): pay it now,
+        # while the caller is still building its stacks.
+        self.ec2 = self.boto3.client("ec2")
+        self.ec2.describe_instance_types(InstanceTypes=["c5.large"])
+        self.iam = self.boto3.client("iam")
+        self.iam.get_policy(PolicyArn="arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore")
+        self.s3 = self.boto3.client("s3")
+
+    def reset(self) -> None:
+        self.used = False
+        self._start()
+
+    def build(self, account: dict[str, Any]) -> None:
+        self.used = True
+        ids, ec2 = self.state["ids"], self.ec2
+        for vpc in account["vpcs"]:
+            real = ec2.create_vpc(CidrBlock=vpc["cidr"])["Vpc"]["VpcId"]
+            ids[vpc["id"]] = real
+            ec2.modify_vpc_attribute(VpcId=real, EnableDnsSupport={"Value": vpc["dns_support"]})
+            ec2.modify_vpc_attribute(VpcId=real, EnableDnsHostnames={"Value": vpc["dns_hostnames"]})
+            self.state["vpc"] = self.state["vpc"] or vpc
+        for subnet in account["subnets"]:
+            real = ec2.create_subnet(VpcId=ids[subnet["vpc"]], CidrBlock=subnet["cidr"],
+                                     AvailabilityZone=subnet["az"])["Subnet"]["SubnetId"]
+            ids[subnet["id"]] = real
+            if subnet["public_ip"]:
+                ec2.modify_subnet_attribute(SubnetId=real, MapPublicIpOnLaunch={"Value": True})
+            if subnet["az"] not in self.state["azs"]:
+                self.state["azs"].append(subnet["az"])
+        for gateway in account["internet_gateways"]:
+            ids[gateway["id"]] = ec2.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
+            if gateway.get("vpc"):
+                ec2.attach_internet_gateway(InternetGatewayId=ids[gateway["id"]], VpcId=ids[gateway["vpc"]])
+        for nat in account["nat_gateways"]:
+            allocation = ec2.allocate_address(Domain="vpc")["AllocationId"]
+            ids[nat["id"]] = ec2.create_nat_gateway(SubnetId=ids[nat["subnet"]],
+                                                    AllocationId=allocation)["NatGateway"]["NatGatewayId"]
+        for table in account["route_tables"]:
+            real = ec2.create_route_table(VpcId=ids[table["vpc"]])["RouteTable"]["RouteTableId"]
+            ids[table["id"]] = real
+            for route in table["routes"]:
+                target = {k: ids.get(v, v) for k, v in route.items() if k in ("GatewayId", "NatGatewayId")}
+                ec2.create_route(RouteTableId=real, DestinationCidrBlock=route["destination"], **target)
+            for subnet in table["subnets"]:
+                ec2.associate_route_table(RouteTableId=real, SubnetId=ids[subnet])
+        for endpoint in account["vpc_endpoints"]:
+            ec2.create_vpc_endpoint(VpcId=ids[endpoint["vpc"]], ServiceName=endpoint["service"],
+                                    VpcEndpointType=endpoint["type"],
+                                    RouteTableIds=[ids[r] for r in endpoint["route_tables"] if r in ids])
+        for group in account["security_groups"]:
+            ids[group["id"]] = ec2.create_security_group(GroupName=group["name"], Description=group["description"],
+                                                         VpcId=ids[group["vpc"]])["GroupId"]
+        for group in account["security_groups"]:
+            self._rules(group)
+        for name in account["key_pairs"]:
+            ec2.create_key_pair(KeyName=name, KeyType="ed25519")
+            self.state["known"].add(name)
+        for bucket in account["buckets"]:
+            self._bucket(bucket["name"], bucket["objects"])
+        for policy in account["managed_policies"]:
+            self._policy(policy["arn"], policy["document"])
+        self.state["secrets"].update(s["arn"] for s in account["secrets"])
+        for file_system in account["file_systems"]:
+            self._file_system(file_system)
+
+    def _rules(self, group: dict[str, Any]) -> None:
+        real = self.state["ids"][group["id"]]
+        for direction in ("ingress", "egress"):
+            rules = group[direction]
+            if rules is None:
+                continue
+            if direction == "egress":  # the template's egress replaces EC2's default allow-all rule
+                self.ec2.revoke_security_group_egress(GroupId=real, IpPermissions=[
+                    {"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+            permissions = [self._permission(rule) for rule in rules]
+            call = self.ec2.authorize_security_group_ingress if direction == "ingress" else \
+                self.ec2.authorize_security_group_egress
+            for permission in permissions:
+                call(GroupId=real, IpPermissions=[permission])
+
+    def _permission(self, rule: dict[str, Any]) -> dict[str, Any]:
+        permission: dict[str, Any] = {"IpProtocol": rule["protocol"]}
+        if rule["protocol"] not in ("-1", "all"):
+            permission.update(FromPort=int(rule["from"]), ToPort=int(rule["to"]))
+        peer, value = rule.get("peer"), rule.get("value")
+        if peer == "cidr":
+            permission["IpRanges"] = [{"CidrIp": value}]
+        elif peer == "cidr6":
+            permission["Ipv6Ranges"] = [{"CidrIpv6": value}]
+        elif peer == "group":
+            permission["UserIdGroupPairs"] = [{"GroupId": self.state["ids"].get(value, value)}]
+        elif peer == "prefix_list":
+            permission["PrefixListIds"] = [{"PrefixListId": value}]
+        return permission
+
+    def _bucket(self, name: str, objects: list[str]) -> None:
+        config = {} if self.region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": self.region}}
+        try:
+            self.s3.create_bucket(Bucket=name, **config)
+        except self.s3.exceptions.BucketAlreadyOwnedByYou:
+            pass
+        for key in objects:
+            self.s3.put_object(Bucket=name, Key=key, Body=b"#!/bin/bash\n")
+
+    def _policy(self, arn: str, document: Any) -> None:
+        match = re.match(r"arn:[^:]+:iam::(\d{12}):policy(/.*/|/)([^/]+)$", arn)
+        if match and match.group(1) == "123456789012":  # moto's account: the simulated one
+            self.iam.create_policy(PolicyName=match.group(3), Path=match.group(2),
+                                   PolicyDocument=json.dumps(document) if document else json.dumps(
+                                       {"Version": "2012-10-17", "Statement": [
+                                           {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "*"}]}))
+        self.state["policies"].add(arn)
+
+    def _file_system(self, fs: dict[str, Any]) -> None:
+        ids = self.state["ids"]
+        subnets = [ids.get(s, s) for s in fs["subnets"]]
+        groups = [ids.get(g, g) for g in fs["security_groups"]]
+        enis = [self.ec2.create_network_interface(SubnetId=subnet, Groups=groups)["NetworkInterface"]
+                ["NetworkInterfaceId"] for subnet in subnets[:1]]
+        vpc = self.ec2.describe_subnets(SubnetIds=subnets[:1])["Subnets"][0]["VpcId"]
+        data: dict[str, Any] = {
+            "FileSystemId": fs["id"], "FileSystemType": fs["type"], "Lifecycle": "AVAILABLE", "VpcId": vpc,
+            "SubnetIds": subnets, "NetworkInterfaceIds": enis, "DNSName": fs.get("dns_name", f"{fs['id']}.fsx"),
+            "StorageCapacity": int(fs.get("storage_capacity") or 1200),
+            "ResourceARN": f"arn:aws:fsx:{self.region}:123456789012:file-system/{fs['id']}"}
+        if fs["type"] == "LUSTRE":
+            data["LustreConfiguration"] = {"DeploymentType": fs.get("deployment_type", "PERSISTENT_2"),
+                                           "MountName": fs.get("mount_name", "abcdefgh")}
+            data["FileSystemTypeVersion"] = fs.get("version", "2.15")
+        elif fs["type"] == "OPENZFS":
+            data["OpenZFSConfiguration"] = {"DeploymentType": fs.get("deployment_type", "SINGLE_AZ_1"),
+                                            "RootVolumeId": fs["root_volume"]}
+            self.state["volumes"][fs["root_volume"]] = {
+                "VolumeId": fs["root_volume"], "FileSystemId": fs["id"], "VolumeType": "OPENZFS",
+                "Lifecycle": "AVAILABLE", "OpenZFSConfiguration": {"VolumePath": "/fsx"}}
+        elif fs["type"] == "ONTAP":
+            data["OntapConfiguration"] = {"DeploymentType": "SINGLE_AZ_1"}
+        self.state["file_systems"][fs["id"]] = data
+
+    # -- stand-ins for ids outside our templates ------------------------------------------------------
+    def stand_ins(self, config: dict[str, Any]) -> list[dict[str, str]]:
+        """Creates a passing stand-in for every literal reference the account does not have."""
+        self.config = config
+        found: list[dict[str, str]] = []
+        known = (set(self.state["ids"]) | set(self.state["file_systems"]) | set(self.state["volumes"])
+                 | self.state["known"] | self.state["policies"] | self.state["secrets"])
+        for path, key, value, parent, queue in _references(config):
+            kind = _REFERENCE_KINDS.get(key)
+            if kind is None or not isinstance(value, str) or not value or value in known:
+                continue
+            made = self._stand_in(kind, value, parent, queue)
+            if made:
+                known.add(value)
+                found.append({"path": path, "kind": kind, "value": value})
+        self.state["stand_ins"] += found
+        return found
+
+    def _stand_in(self, kind: str, value: str, parent: dict[str, Any], queue: dict[str, Any] | None) -> bool:
+        ids, ec2 = self.state["ids"], self.ec2
+        vpc = self.state["vpc"]
+        if vpc is None:
+            vpc = {"id": "vpc-simulated", "cidr": "10.255.0.0/16", "dns_support": True, "dns_hostnames": True}
+            self.build({"vpcs": [vpc], "subnets": [], "internet_gateways": [], "nat_gateways": [], "route_tables": [],
+                        "vpc_endpoints": [], "security_groups": [], "key_pairs": [], "buckets": [],
+                        "managed_policies": [], "secrets": [], "file_systems": []})
+        vpc_real = ids[vpc["id"]]
+        if kind == "subnet":
+            ids[value] = ec2.create_subnet(VpcId=vpc_real, CidrBlock=self._free_cidr(vpc["cidr"]),
+                                           AvailabilityZone=self._az())["Subnet"]["SubnetId"]
+            return True
+        if kind == "security_group":
+            real = ec2.create_security_group(GroupName=f"stand-in-{value}", Description="stand-in",
+                                             VpcId=vpc_real)["GroupId"]
+            ec2.authorize_security_group_ingress(GroupId=real, IpPermissions=[
+                {"IpProtocol": "-1", "UserIdGroupPairs": [{"GroupId": real}]},
+                {"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+            ids[value] = real
+            return True
+        if kind in ("fsx_file_system", "fsx_volume", "file_cache"):
+            group = self._open_group(vpc_real)
+            subnet = self._any_subnet()
+            if kind == "fsx_volume":
+                fs_id = "fs-0" + value.split("-", 1)[1][-16:].rjust(16, "0")
+                kind_type = "OPENZFS"
+                self._file_system({"id": fs_id, "type": kind_type, "subnets": [subnet], "security_groups": [group],
+                                   "root_volume": value})
+                return True
+            self._file_system({"id": value, "type": "LUSTRE", "subnets": [subnet], "security_groups": [group]})
+            return True
+        if kind == "efs":
+            self.state["efs"][value] = {"group": self._open_group(vpc_real), "subnet": self._any_subnet()}
+            return True
+        if kind == "capacity_reservation":
+            resources = (queue or {}).get("ComputeResources") or []
+            resource = parent if "InstanceType" in parent or "Instances" in parent else (resources[0] if resources else {})
+            instance_type = resource.get("InstanceType") or next(
+                (i.get("InstanceType") for i in resource.get("Instances") or []), "c5.large")
+            count = max([int(str(r.get("MaxCount", 10))) for r in resources] + [1])
+            subnet_ids = ((queue or {}).get("Networking") or {}).get("SubnetIds") or []
+            az = self._az_of(subnet_ids[0]) if subnet_ids else self._az()
+            block = str((queue or {}).get("CapacityType", "")).upper() == "CAPACITY_BLOCK"
+            self.state["capacity_reservations"][value] = {
+                "CapacityReservationId": value, "InstanceType": instance_type, "AvailabilityZone": az,
+                "CapacityReservationArn": f"arn:aws:ec2:{self.region}:123456789012:capacity-reservation/{value}",
+                "State": "active", "TotalInstanceCount": count, "AvailableInstanceCount": count,
+                "InstancePlatform": "Linux/UNIX", "Tenancy": "default", "InstanceMatchCriteria": "targeted",
+                "ReservationType": "capacity-block" if block else "default",
+                "OwnerId": "123456789012"}
+            return True
+        if kind == "ami":
+            from moto.ec2.models import ec2_backends
+
+            real = ec2.register_image(Name=f"stand-in-{value}", RootDeviceName="/dev/xvda", BlockDeviceMappings=[
+                {"DeviceName": "/dev/xvda", "Ebs": {"VolumeSize": 40}}])["ImageId"]
+            # moto's RegisterImage leaves the architecture empty; EC2 takes it from the image.
+            ec2_backends["123456789012"][self.region].amis[real].architecture = self._architecture()
+            ids[value] = real
+            return True
+        if kind == "key_pair":
+            ec2.create_key_pair(KeyName=value, KeyType="ed25519")
+            return True
+        if kind == "placement_group":
+            ec2.create_placement_group(GroupName=value, Strategy="cluster")
+            return True
+        if kind in ("role", "instance_profile"):
+            match = re.match(r"arn:[^:]+:iam::\d*:(role|instance-profile)(/.*/|/)([^/]+)$", value)
+            if not match:
+                return False
+            name, path = match.group(3), match.group(2)
+            if kind == "role":
+                self.iam.create_role(RoleName=name, Path=path, AssumeRolePolicyDocument="{}")
+            else:
+                self.iam.create_instance_profile(InstanceProfileName=name, Path=path)
+            return True
+        if kind == "policy":
+            if ":iam::aws:policy/" in value:
+                return False  # AWS managed: moto knows them; a wrong name stays ParallelCluster's error
+            self.state["policies"].add(value)
+            return True
+        if kind == "secret":
+            self.state["secrets"].add(value)
+            return True
+        if kind == "kms_key":
+            self.state["kms"].add(value)
+            return True
+        return False
+
+    def _open_group(self, vpc_real: str) -> str:
+        real = self.ec2.create_security_group(GroupName=f"stand-in-storage-{len(self.state['stand_ins'])}-"
+                                              f"{time.monotonic_ns()}", Description="stand-in", VpcId=vpc_real)["GroupId"]
+        self.ec2.authorize_security_group_ingress(GroupId=real, IpPermissions=[
+            {"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+        return real
+
+    def _any_subnet(self) -> str:
+        subnets = self.ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [
+            self.state["ids"][self.state["vpc"]["id"]]]}])["Subnets"]
+        if subnets:
+            return subnets[0]["SubnetId"]
+        real = self.ec2.create_subnet(VpcId=self.state["ids"][self.state["vpc"]["id"]],
+                                      CidrBlock=self._free_cidr(self.state["vpc"]["cidr"]),
+                                      AvailabilityZone=self._az())["Subnet"]["SubnetId"]
+        return real
+
+    def _az(self) -> str:
+        return self.state["azs"][0] if self.state["azs"] else f"{self.region}a"
+
+    def _az_of(self, subnet: str) -> str:
+        real = self.state["ids"].get(subnet, subnet)
+        try:
+            return self.ec2.describe_subnets(SubnetIds=[real])["Subnets"][0]["AvailabilityZone"]
+        except Exception:  # noqa: BLE001 - an unknown subnet: ParallelCluster reports it
+            return self._az()
+
+    def _free_cidr(self, vpc_cidr: str) -> str:
+        used = [ipaddress.ip_network(s["CidrBlock"]) for s in self.ec2.describe_subnets()["Subnets"]]
+        for candidate in ipaddress.ip_network(vpc_cidr).subnets(new_prefix=28):
+            if not any(candidate.overlaps(u) for u in used):
+                return str(candidate)
+        raise RuntimeError(f"no free /28 left in {vpc_cidr} for a stand-in subnet")
+
+    def _architecture(self) -> str:
+        """The architecture of the head node's instance type (ParallelCluster checks every node against it)."""
+        instance_type = str((self.config.get("HeadNode") or {}).get("InstanceType", "c5.large"))
+        try:
+            info = self.ec2.describe_instance_types(InstanceTypes=[instance_type])["InstanceTypes"][0]
+            return info["ProcessorInfo"]["SupportedArchitectures"][0]
+        except Exception:  # noqa: BLE001 - an unknown type: ParallelCluster reports it
+            return "x86_64"
+
+    # -- hooks: what moto lacks ----------------------------------------------------------------------
+    def _hooks(self, events: Any) -> None:
+        from botocore.awsrequest import AWSResponse
+
+        def answer(body: dict[str, Any], status: int = 200) -> tuple[Any, dict[str, Any]]:
+            return AWSResponse("https://simulated", status, {}, None), {**body, "ResponseMetadata": {
+                "HTTPStatusCode": status}}
+
+        def error(code: str, message: str) -> tuple[Any, dict[str, Any]]:
+            return answer({"Error": {"Code": code, "Message": message}}, 400)
+
+        def remember(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+            context["simulated_params"] = copy.deepcopy(params)
+
+        def reply(handler):
+            def hook(context: dict[str, Any], **_: Any):
+                return handler(context.get("simulated_params", {}))
+            return hook
+
+        def file_systems(params: dict[str, Any]):
+            wanted = params.get("FileSystemIds") or list(self.state["file_systems"])
+            missing = [i for i in wanted if i not in self.state["file_systems"]]
+            if missing:
+                return error("FileSystemNotFound", f"File system '{missing[0]}' does not exist.")
+            return answer({"FileSystems": [self.state["file_systems"][i] for i in wanted]})
+
+        def volumes(params: dict[str, Any]):
+            wanted = params.get("VolumeIds") or []
+            missing = [i for i in wanted if i not in self.state["volumes"]]
+            if missing:
+                return error("VolumeNotFound", f"Volume '{missing[0]}' does not exist.")
+            return answer({"Volumes": [self.state["volumes"][i] for i in wanted]})
+
+        def reservations(params: dict[str, Any]):
+            wanted = params.get("CapacityReservationIds") or list(self.state["capacity_reservations"])
+            missing = [i for i in wanted if i not in self.state["capacity_reservations"]]
+            if missing:
+                return error("InvalidCapacityReservationId.NotFound",
+                             f"The capacity reservation ID '{missing[0]}' does not exist")
+            return answer({"CapacityReservations": [self.state["capacity_reservations"][i] for i in wanted]})
+
+        def secret(params: dict[str, Any]):
+            arn = params.get("SecretId", "")
+            if arn not in self.state["secrets"]:
+                return error("ResourceNotFoundException", "Secrets Manager can't find the specified secret.")
+            return answer({"ARN": arn, "Name": arn.rsplit(":", 1)[-1]})
+
+        def kms_key(params: dict[str, Any]):
+            key = params.get("KeyId", "")
+            if key not in self.state["kms"]:
+                return error("NotFoundException", f"Key '{key}' does not exist")
+            return answer({"KeyMetadata": {"KeyId": key, "Arn": key, "Enabled": True, "KeyState": "Enabled"}})
+
+        def policy(params: dict[str, Any]):
+            arn = params.get("PolicyArn", "")
+            if arn in self.state["policies"]:
+                name = arn.rsplit("/", 1)[-1]
+                return answer({"Policy": {"PolicyName": name, "Arn": arn, "DefaultVersionId": "v1",
+                                          "AttachmentCount": 0, "IsAttachable": True}})
+            return None  # moto answers (AWS managed policies, or not found)
+
+        def efs_file_systems(params: dict[str, Any]):
+            wanted = params.get("FileSystemId")
+            if wanted and wanted not in self.state["efs"]:
+                return error("FileSystemNotFound", f"File system '{wanted}' does not exist.")
+            return answer({"FileSystems": [{"FileSystemId": i, "LifeCycleState": "available", "Encrypted": True}
+                                           for i in ([wanted] if wanted else list(self.state["efs"]))]})
+
+        def efs_mount_targets(params: dict[str, Any]):
+            fs = self.state["efs"].get(params.get("FileSystemId", ""))
+            if not fs:
+                return answer({"MountTargets": []})
+            details = self.ec2.describe_subnets(SubnetIds=[fs["subnet"]])["Subnets"][0]
+            return answer({"MountTargets": [{"MountTargetId": f"fsmt-{params['FileSystemId'][3:]}",
+                                             "FileSystemId": params["FileSystemId"], "SubnetId": fs["subnet"],
+                                             "LifeCycleState": "available", "AvailabilityZoneName":
+                                                 details["AvailabilityZone"], "VpcId": details["VpcId"]}]})
+
+        def efs_mount_target_groups(params: dict[str, Any]):
+            target = params.get("MountTargetId", "")
+            fs = self.state["efs"].get(f"fs-{target[5:]}")
+            return answer({"SecurityGroups": [fs["group"]] if fs else []})
+
+        def no_stack(params: dict[str, Any]):
+            return error("ValidationError", f"Stack with id {params.get('StackName')} does not exist")
+
+        def instance_store_free(params: dict[str, Any], **_: Any) -> None:
+            # moto rejects instance-store mappings and size-less EBS in RunInstances; EC2 accepts both.
+            mappings = []
+            for mapping in params.get("BlockDeviceMappings") or []:
+                if "VirtualName" in mapping or "NoDevice" in mapping:
+                    continue
+                mapping.setdefault("Ebs", {}).setdefault("VolumeSize", 8)
+                mappings.append(mapping)
+            if "BlockDeviceMappings" in params:
+                params["BlockDeviceMappings"] = mappings
+
+        for service_op, handler in (("fsx.DescribeFileSystems", file_systems), ("fsx.DescribeVolumes", volumes),
+                                    ("ec2.DescribeCapacityReservations", reservations),
+                                    ("secrets-manager.DescribeSecret", secret), ("kms.DescribeKey", kms_key),
+                                    ("iam.GetPolicy", policy), ("efs.DescribeFileSystems", efs_file_systems),
+                                    ("efs.DescribeMountTargets", efs_mount_targets),
+                                    ("efs.DescribeMountTargetSecurityGroups", efs_mount_target_groups),
+                                    ("cloudformation.DescribeStacks", no_stack)):
+            service, operation = service_op.split(".")
+            events.register(f"before-parameter-build.{service}.{operation}", remember)
+            events.register(f"before-call.{service}.{operation}", reply(handler))
+        events.register("before-parameter-build.ec2.RunInstances", instance_store_free)
+
+    # -- ParallelCluster's validation, with each finding tied to the config object it came from ------------
+    def _attribution(self) -> None:
+        from pcluster.config.common import Resource
+
+        self.findings: list[tuple[Any, Any]] = []
+        self.validators: dict[str, int] = {}
+        self.root: Any = None
+        original_self, original_execute = Resource._validate_self, Resource._validator_execute
+        simulator = self
+
+        async def tagged(future, resource):
+            results = await future
+            for result in results or []:
+                simulator.findings.append((resource, result))
+            return results
+
+        def validate_self(resource, context, suppressors):
+            failures, futures = len(resource._validation_failures), len(resource._validation_futures)
+            original_self(resource, context, suppressors)
+            for failure in resource._validation_failures[failures:]:
+                simulator.findings.append((resource, failure))
+            added = resource._validation_futures[futures:]
+            del resource._validation_futures[futures:]
+            resource._validation_futures.extend(tagged(f, resource) for f in added)
+            if type(resource).__name__.endswith("ClusterConfig"):
+                simulator.root = resource
+
+        def execute(validator_class, validator_args, suppressors, validation_executor):
+            simulator.validators[validator_class.__name__] = simulator.validators.get(validator_class.__name__, 0) + 1
+            return original_execute(validator_class, validator_args, suppressors, validation_executor)
+
+        Resource._validate_self = validate_self
+        Resource._validator_execute = staticmethod(execute)
+
+    def dry_run(self, cluster_name: str, config: dict[str, Any]) -> dict[str, Any]:
+        import pcluster.lib as pc
+        from pcluster.api.errors import (BadRequestException, CreateClusterBadRequestException,
+                                         DryrunOperationException)
+
+        ids = self.state["ids"]
+        real_config = _replace(config, ids)
+        self.findings, self.validators, self.root = [], {}, None
+        asyncio.set_event_loop(asyncio.new_event_loop())
+        problem = None
+        started = time.monotonic()
+        try:
+            pc.create_cluster(cluster_name=cluster_name, cluster_configuration=real_config, dryrun=True)
+            problem = "create_cluster returned without a dry-run answer"
+        except DryrunOperationException:
+            pass
+        except CreateClusterBadRequestException as error:
+            content = error.content
+            if not getattr(content, "configuration_validation_errors", None):
+                problem = getattr(content, "message", str(error))
+        except BadRequestException as error:
+            problem = getattr(error.content, "message", str(error))
+        reverse = {real: simulated for simulated, real in ids.items()}
+        paths = _paths(self.root, config) if self.root is not None else {}
+        findings = []
+        seen = set()
+        for resource, result in self.findings:
+            entry = (result.level.name, result.validator_type, _replace(result.message, reverse))
+            if entry in seen:
+                continue
+            seen.add(entry)
+            findings.append({"level": entry[0], "type": entry[1], "message": entry[2],
+                             "path": paths.get(id(resource), [])})
+        if problem:
+            findings.append({"level": "ERROR", "type": "ConfigurationLoad", "message": _replace(problem, reverse),
+                             "path": []})
+        return {"findings": findings, "validators": len(self.validators), "runs": sum(self.validators.values()),
+                "seconds": round(time.monotonic() - started, 3)}
+
+
+    def cluster_template(self, cluster_name: str, config: dict[str, Any]) -> dict[str, Any]:
+        """The CloudFormation templates ParallelCluster itself generates for this cluster (its nodes' IAM roles
+        and policies among them): ``create_cluster`` runs for real, and the CreateStack call is captured."""
+        import pcluster.lib as pc
+        from botocore.awsrequest import AWSResponse
+        from pcluster.models.s3_bucket import S3Bucket
+
+        captured: dict[str, Any] = {}
+        events = self.boto3.DEFAULT_SESSION.events
+
+        def remember(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+            captured.update(params)
+
+        def created(**_: Any):
+            return AWSResponse("https://simulated", 200, {}, None), {
+                "StackId": f"arn:aws:cloudformation:{self.region}:123456789012:stack/{cluster_name}/simulated",
+                "ResponseMetadata": {"HTTPStatusCode": 200}}
+
+        def no_bucket_policy(**_: Any):  # moto would then deny its own plain-HTTP requests
+            return AWSResponse("https://simulated", 204, {}, None), {"ResponseMetadata": {"HTTPStatusCode": 204}}
+
+        bucket = S3Bucket.get_bucket_name("123456789012", self.region)
+        self.s3.create_bucket(Bucket=bucket)
+        self.s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+        hooks = (("before-parameter-build.cloudformation.CreateStack", remember),
+                 ("before-call.cloudformation.CreateStack", created), ("before-call.s3.PutBucketPolicy", no_bucket_policy))
+        for event, hook in hooks:
+            events.register(event, hook)
+        try:
+            asyncio.set_event_loop(asyncio.new_event_loop())
+            pc.create_cluster(cluster_name=cluster_name, cluster_configuration=_replace(config, self.state["ids"]),
+                              wait=False)
+        finally:
+            for event, hook in hooks:
+                events.unregister(event, hook)
+        key = captured["TemplateURL"].split(".amazonaws.com/", 1)[1]
+        reverse = {real: simulated for simulated, real in self.state["ids"].items()}
+        prefix = key.split("/templates/", 1)[0] + "/assets/"  # nested stacks (the queues) are template assets
+
+        def text(object_key: str) -> str:
+            return _replace(self.s3.get_object(Bucket=bucket, Key=object_key)["Body"].read().decode(), reverse)
+
+        nested = [text(o["Key"]) for o in self.s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
+        return {"template": text(key), "nested": nested}
+
+
+_REFERENCE_KINDS = {
+    "SubnetId": "subnet", "SubnetIds": "subnet", "SecurityGroups": "security_group",
+    "AdditionalSecurityGroups": "security_group", "CapacityReservationId": "capacity_reservation",
+    "CustomAmi": "ami", "KeyName": "key_pair", "InstanceRole": "role", "InstanceProfile": "instance_profile",
+    "Policy": "policy", "PasswordSecretArn": "secret", "KmsKeyId": "kms_key",
+    "FsxLustreSettings.FileSystemId": "fsx_file_system", "FsxOpenZfsSettings.VolumeId": "fsx_volume",
+    "FsxOntapSettings.VolumeId": "fsx_volume", "FsxFileCacheSettings.FileCacheId": "file_cache",
+    "EfsSettings.FileSystemId": "efs", "PlacementGroup.Name": "placement_group", "PlacementGroup.Id": "placement_group",
+}
+
+
+def _references(data: Any, path: tuple = (), parent_key: str = "", queue: dict[str, Any] | None = None):
+    """(path, key, value, the mapping holding it, its queue) for every scalar a stand-in may be needed for."""
+    if isinstance(data, dict):
+        if path[:2] == ("Scheduling", "SlurmQueues") and len(path) == 3:
+            queue = data
+        for key, value in data.items():
+            qualified = f"{parent_key}.{key}" if parent_key else key
+            name = qualified if qualified in _REFERENCE_KINDS else key
+            if isinstance(value, (dict, list)) and name not in ("SubnetIds", "SecurityGroups",
+                                                                  "AdditionalSecurityGroups"):
+                yield from _references(value, (*path, key), key, queue)
+            elif isinstance(value, list):
+                for index, item in enumerate(value):
+                    yield list((*path, key, index)), name, item, data, queue
+            else:
+                yield list((*path, key)), name, value, data, queue
+    elif isinstance(data, list):
+        for index, item in enumerate(data):
+            yield from _references(item, (*path, index), parent_key, queue)
+
+
+def _replace(data: Any, mapping: dict[str, str]) -> Any:
+    if not mapping:
+        return data
+    pattern = re.compile("|".join(re.escape(k) for k in sorted(mapping, key=len, reverse=True)))
+    if isinstance(data, str):
+        return pattern.sub(lambda m: mapping[m.group(0)], data)
+    return json.loads(pattern.sub(lambda m: mapping[m.group(0)], json.dumps(data)))
+
+
+def _data_keys() -> dict[str, set[str]]:
+    """Attribute name -> the YAML keys ParallelCluster's schemas read it from (``queues`` -> ``SlurmQueues``)."""
+    from pcluster.schemas.cluster_schema import ClusterSchema
+
+    keys: dict[str, set[str]] = {}
+    seen: set[type] = set()
+
+    def walk(schema: Any) -> None:
+        if type(schema) in seen:
+            return
+        seen.add(type(schema))
+        for name, field in schema.fields.items():
+            keys.setdefault(name, set()).add(field.data_key or name)
+            field = getattr(field, "inner", field)
+            nested = getattr(field, "schema", None)
+            if nested is not None:
+                walk(nested)
+
+    walk(ClusterSchema(cluster_name="simulated"))
+    return keys
+
+
+def _paths(root: Any, config: dict[str, Any]) -> dict[int, list[Any]]:
+    """id(config object) -> its path in the YAML (``["Scheduling", "SlurmQueues", 0]``), found by walking
+    the objects and the config they were loaded from together."""
+    from pcluster.config.common import Resource
+    from pcluster.utils import to_pascal_case
+
+    data_keys = _data_keys()
+    paths: dict[int, list[Any]] = {}
+
+    def walk(resource: Any, node: Any, path: list[Any]) -> None:
+        if id(resource) in paths:
+            return
+        paths[id(resource)] = path
+        for attribute, value in vars(resource).items():
+            if attribute.startswith("_") or not isinstance(node, dict):
+                continue
+            candidates = data_keys.get(attribute, set()) | {to_pascal_case(attribute)}
+            key = next((k for k in sorted(candidates) if k in node), None)
+            if key is None:  # loaded under another name: queues <- SlurmQueues, settings <- SlurmSettings
+                plain = attribute.replace("_", "").lower()
+                suffixed = [k for k in node if k.lower().endswith(plain)]
+                key = suffixed[0] if len(suffixed) == 1 else None
+            if key is None:
+                continue  # a default the YAML does not spell out
+            if isinstance(value, Resource):
+                walk(value, node[key], [*path, key])
+            elif isinstance(value, list) and isinstance(node[key], list):
+                for index, item in enumerate(value):
+                    if isinstance(item, Resource) and index < len(node[key]):
+                        walk(item, node[key][index], [*path, key, index])
+
+    walk(root, config, [])
+    return paths

@@ -1,0 +1,257 @@
+"""Validating cluster configs at synth, offline, in two phases, with one ParallelCluster worker process.
+
+1. ``Validation(...)``, before any stack is built: placeholders are rendered (with stand-in ids), our
+   own rules run, and ParallelCluster's schema check is sent to the worker. ``check()`` raises every
+   problem found, each with file, line, key and fix.
+2. ``check_deployment(templates)``, once the app is synthesized: the account the templates create is
+   simulated (simulation.py) and ParallelCluster's full create-time validation runs against it on the
+   config exactly as the template carries it. ERROR findings raise; WARNING and INFO are returned.
+
+The worker starts in phase 1 and builds the simulated account while the stacks are being built.
+Both answers are cached by content (worker.py), so an unchanged synth pays for neither.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from cluster_config.document import ConfigDocument, YamlPath, format_path
+from cluster_config.render import PlaceholderValues, render
+from cluster_config.rules import RuleContext, check_rules
+from cluster_config.schema import SchemaRequest, errors_from, schema_request, version_error
+from cluster_config.simulation import simulate
+from cluster_config.worker import (CACHE_DIR, PCLUSTER_PYTHON, PclusterProcess, WorkerError, cache_key, cached,
+                                   store)
+from settings.errors import ConfigError, ConfigErrors
+
+# What to change, for the validators that fire most on configs brought from elsewhere; ParallelCluster's
+# own message (kept in full) says what it found.
+FIXES = {
+    "ExistingFsxNetworkingValidator": "attach ${SecurityGroup} (the group PrereqStack's file systems admit) to this "
+                                      "section's Networking.AdditionalSecurityGroups, or open the ports named",
+    "EfaValidator": "use an instance type with EFA (e.g. c5n.18xlarge, hpc7a.96xlarge, p5.48xlarge) or set "
+                    "Efa.Enabled: false",
+    "ComputeResourceSizeValidator": "set MinCount <= MaxCount (equal values keep a static fleet)",
+    "KeyPairValidator": "use ${KeyPairName} (the key pair PrereqStack creates) or the name of an existing key pair",
+    "CapacityReservationValidator": "target a reservation of this instance type, in the queue's subnet's zone",
+    "CapacityReservationSizeValidator": "keep MaxCount within the reservation's instance count",
+    "CapacityTypeValidator": "match CapacityType to the reservation (CAPACITY_BLOCK for a Capacity Block)",
+    "PlacementGroupCapacityReservationValidator": "use the placement group the reservation was made in, or disable "
+                                                  "the placement group",
+    "SubnetsValidator": "use ${PublicSubnet} / ${PrimaryPrivateSubnet} or subnets of the same VPC",
+    "InstanceTypeValidator": "use an instance type offered in the stacks' availability zone",
+}
+SEQUENCE = "Sequence"
+# Validators about a value that comes from CDK context rather than the YAML.
+CONTEXT_VALIDATORS = {"ClusterNameValidator": ("cluster_name", "choose a shorter cluster_name (-c cluster_name=...)")}
+
+
+@dataclass
+class DeploymentResult:
+    warnings: list[str] = field(default_factory=list)
+    validators: int = 0
+    runs: int = 0
+    seconds: float = 0.0
+
+
+class Validation:
+    """Both phases for a list of (document, placeholder values, cluster name)."""
+
+    def __init__(self, requests: list[tuple[ConfigDocument, PlaceholderValues, str]], *, region: str,
+                 parallelcluster_version: str, use_cache: bool = True, full: bool = True) -> None:
+        self.region, self.version, self.use_cache = region, parallelcluster_version, use_cache
+        self.errors: list[ConfigError] = []
+        self.rendered: list[dict[str, Any]] = []
+        self.documents: list[tuple[ConfigDocument, str]] = []
+        self.schema_requests: list[SchemaRequest] = []
+        self.worker: PclusterProcess | None = None
+        for document, values, cluster_name in requests:
+            try:
+                config = render(document, values)
+            except ConfigError as error:
+                self.errors.append(error)
+                continue
+            except ConfigErrors as many:
+                self.errors.extend(many.errors)
+                continue
+            rule_context = RuleContext(scripts_bucket=values.stack.get("ScriptsBucket", ""), region=region,
+                                       cluster_name=cluster_name)
+            self.errors.extend(check_rules(document, config, rule_context))
+            self.schema_requests.append(SchemaRequest(document, config, cluster_name))
+            self.documents.append((document, cluster_name))
+            self.rendered.append(config)
+        self.schema_answer: dict[str, Any] | None = None
+        self.schema_key = ""
+        if self.schema_requests:
+            request = schema_request(self.schema_requests)
+            self.schema_key = cache_key(request)
+            self.schema_answer = cached(self.schema_key) if use_cache else None
+            if self.schema_answer is None or (full and not self._deployment_likely_cached()):
+                self._start_worker(warm=full)
+            if self.schema_answer is None and self.worker:
+                self.worker.send(request)
+
+    # -- the worker ---------------------------------------------------------------------------------------
+    def _start_worker(self, warm: bool) -> None:
+        try:
+            self.worker = PclusterProcess(self.region, warm=warm)
+        except WorkerError as error:
+            self.errors.append(_worker_error(error))
+
+    def close(self) -> None:
+        if self.worker:
+            self.worker.close()
+            self.worker = None
+
+    def _deployment_likely_cached(self) -> bool:
+        """The last deployment check that followed this schema answer is cached: no need to warm up."""
+        hint = CACHE_DIR / f"{self.schema_key}.next"
+        return hint.exists() and cached(hint.read_text().strip()) is not None
+
+    # -- phase 1 -------------------------------------------------------------------------------------------
+    def check(self) -> list[dict[str, Any]]:
+        """Render, rule and schema errors, all at once; returns the rendered configs."""
+        errors = list(self.errors)
+        if self.schema_requests and self.schema_answer is None and self.worker:
+            try:
+                self.schema_answer = self.worker.receive()
+                if self.use_cache:
+                    store(self.schema_key, self.schema_answer)
+            except WorkerError as error:
+                errors.append(_worker_error(error))
+        if self.schema_answer is not None:
+            errors += errors_from(self.schema_requests, self.schema_answer, self.version)
+        self.errors = []
+        _raise(errors, self)
+        return self.rendered
+
+    # -- phase 2 -------------------------------------------------------------------------------------------
+    def check_deployment(self, templates: dict[str, dict[str, Any]], *,
+                         objects: dict[str, list[str]] | None = None,
+                         configs: list[dict[str, Any]] | None = None) -> DeploymentResult:
+        """ParallelCluster's full validation of the configs in ``templates`` (or of ``configs``, rendered with
+        the simulated ids), in the account the templates create. Raises ConfigErrors on ERROR findings."""
+        self.check()
+        simulation = simulate(templates, self.region, objects=objects)
+        configs = simulation.configs if configs is None else configs
+        if len(configs) != len(self.documents):
+            raise AssertionError(f"{len(configs)} cluster configs in the templates for {len(self.documents)} documents")
+        request = {"dryrun": {"region": self.region, "account": simulation.account, "clusters": [
+            {"name": document.source, "cluster_name": cluster_name, "config": config}
+            for (document, cluster_name), config in zip(self.documents, configs)]}}
+        key = cache_key(request)
+        answer = cached(key) if self.use_cache else None
+        try:
+            if answer is None:
+                if self.worker is None:
+                    self._start_worker(warm=True)
+                    _raise(self.errors, self)
+                assert self.worker
+                answer = self.worker.ask(request)
+                if self.use_cache:
+                    store(key, answer)
+                    (CACHE_DIR / f"{self.schema_key}.next").write_text(key)
+        except WorkerError as error:
+            _raise([_worker_error(error)], self)
+        finally:
+            self.close()
+        mismatch = version_error(answer["version"], self.version)
+        if mismatch:
+            raise mismatch
+        result = DeploymentResult()
+        errors: list[ConfigError] = []
+        for (document, cluster_name), config, outcome in zip(self.documents, configs, answer["results"]):
+            result.validators = max(result.validators, outcome["validators"])
+            result.runs += outcome["runs"]
+            result.seconds += outcome["seconds"]
+            for stand_in in outcome["stand_ins"]:
+                path = document_path(config, stand_in["path"])
+                result.warnings.append(str(document.error(
+                    path, "not checked offline: this app does not create it, so a passing stand-in was simulated",
+                    "ParallelCluster checks it against your account at deploy time",
+                    value=stand_in["value"], has_value=True)).replace("\n  fix: ", "; "))
+            for finding in outcome["findings"]:
+                path = refine(config, document_path(config, finding["path"]), finding["message"])
+                message = simulation.readable(finding["message"])
+                if finding["level"] == "ERROR" and finding["type"] in CONTEXT_VALIDATORS:
+                    key, fix = CONTEXT_VALIDATORS[finding["type"]]
+                    errors.append(ConfigError(source="cdk.json or -c", key=f"context '{key}'", value=cluster_name,
+                                              problem=f"ParallelCluster {finding['type']}: {message}", fix=fix))
+                elif finding["level"] == "ERROR":
+                    fix = FIXES.get(finding["type"], f"change {format_path(path)} as ParallelCluster's message says "
+                                                     f"(validator {finding['type']})")
+                    errors.append(document.error(path, f"ParallelCluster {finding['type']}: {message}", fix))
+                else:
+                    where = document.error(path, "", "")
+                    result.warnings.append(f"{where.source}: {where.key}: ParallelCluster {finding['level']} "
+                                           f"({finding['type']}): {message}")
+        _raise(errors, None)
+        return result
+
+
+def document_path(config: dict[str, Any], path: list[Any]) -> YamlPath:
+    """A path from ParallelCluster's config objects, as a path of the YAML (a custom action's steps sit
+    under ``Sequence``; attribute paths deeper than the YAML are cut where the YAML ends)."""
+    result: list[Any] = []
+    node: Any = config
+    for step in path:
+        if isinstance(node, dict) and step not in node and isinstance(step, int) and SEQUENCE in node:
+            result.append(SEQUENCE)
+            node = node[SEQUENCE]
+        if isinstance(node, dict) and step in node:
+            node = node[step]
+        elif isinstance(node, list) and isinstance(step, int) and step < len(node):
+            node = node[step]
+        else:
+            break
+        result.append(step)
+    return tuple(result)
+
+
+def refine(config: dict[str, Any], path: YamlPath, message: str) -> YamlPath:
+    """The key under ``path`` whose value the message names (the longest such value; of equals the last,
+    which is the duplicate when a name is repeated), else ``path``."""
+    node: Any = config
+    for step in path:
+        node = node[step]
+    best: tuple[int, YamlPath] | None = None
+    for leaf_path, value in _leaves(node, path):
+        text = str(value)
+        if len(text) >= 3 and not text.isdigit() and text not in ("true", "false") and \
+                re.search(rf"(?<![\w-]){re.escape(text)}(?![\w-])", message):
+            if best is None or len(text) >= best[0]:
+                best = (len(text), leaf_path)
+    return best[1] if best else path
+
+
+def _leaves(node: Any, path: YamlPath):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _leaves(value, (*path, key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _leaves(value, (*path, index))
+    else:
+        yield path, node
+
+
+def _worker_error(error: WorkerError) -> ConfigError:
+    where = PCLUSTER_PYTHON.parent.parent.name
+    return ConfigError(source=where, key="ParallelCluster validation", has_value=False, problem=str(error),
+                       fix="run `make install` (it creates .venv-pcluster from requirements-pcluster.txt)")
+
+
+def _line(error: ConfigError) -> tuple[str, int]:
+    file, _, line = error.source.partition(":")
+    return file, int(line) if line.isdigit() else 0
+
+
+def _raise(errors: list[ConfigError], validation: Validation | None) -> None:
+    if not errors:
+        return
+    if validation:
+        validation.close()
+    ordered = sorted(errors, key=_line)  # line order, file by file
+    raise ordered[0] if len(ordered) == 1 else ConfigErrors(ordered)

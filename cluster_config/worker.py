@@ -1,0 +1,130 @@
+"""The ParallelCluster worker process (pcluster_worker.py in .venv-pcluster) and its answer cache.
+
+aws-parallelcluster pins CDK v1, so its code runs in its own venv, in a process of its own: started
+early (imports and the simulated account's backends warm up while the stacks are built), asked one
+JSON request per line, and closed. Answers are cached by content: the request, the worker's source
+and the locked venv, so an unchanged config and unchanged templates are never checked twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from settings.context import REPO_ROOT
+
+PCLUSTER_PYTHON = REPO_ROOT / ".venv-pcluster" / "bin" / "python"
+LOCK_FILE = REPO_ROOT / "requirements-pcluster.txt"
+CACHE_DIR = REPO_ROOT / ".cache" / "pcluster"
+WORKER = Path(__file__).with_name("pcluster_worker.py")
+WORKER_SOURCES = (WORKER, Path(__file__).with_name("pcluster_account.py"))
+TIMEOUT_SECONDS = 300
+
+
+class WorkerError(Exception):
+    """The worker is missing or crashed: a broken install, not a bad config."""
+
+
+def offline_env(region: str) -> dict[str, str]:
+    # No credentials and no metadata endpoint: a stray AWS call fails at once instead of going online.
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "AWS_DEFAULT_REGION": region,
+            "AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull, "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+def cache_key(request: dict[str, Any], python: Path = PCLUSTER_PYTHON) -> str:
+    parts = [json.dumps(request, sort_keys=True, default=str), str(python),
+             *(source.read_text() for source in WORKER_SOURCES),
+             LOCK_FILE.read_text() if LOCK_FILE.exists() else ""]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+def cached(key: str) -> dict[str, Any] | None:
+    path = CACHE_DIR / f"{key}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def store(key: str, answer: dict[str, Any]) -> None:
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    path = CACHE_DIR / f"{key}.json"
+    path.with_suffix(".tmp").write_text(json.dumps(answer))
+    path.with_suffix(".tmp").replace(path)
+
+
+class PclusterProcess:
+    """One worker process: ``ask`` sends a request and waits for its answer; ``close`` ends it.
+
+    ``warm`` starts building the simulated account (moto backends, ParallelCluster's imports) before
+    the first request, for callers that will ask for a dry run after some work of their own.
+    """
+
+    def __init__(self, region: str, *, warm: bool = False, python: Path = PCLUSTER_PYTHON) -> None:
+        if not python.exists():
+            where = python.relative_to(REPO_ROOT) if python.is_relative_to(REPO_ROOT) else python
+            raise WorkerError(f"the isolated ParallelCluster venv {where} is missing: run `make install` (it creates "
+                              ".venv-pcluster from requirements-pcluster.txt)")
+        args = [str(python), str(WORKER), *(["--warm", region] if warm else [])]
+        self.stderr = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe: chatty logs cannot block the worker
+        self.process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr,
+                                        text=True, env=offline_env(region), cwd=str(REPO_ROOT))
+
+    def ask(self, request: dict[str, Any]) -> dict[str, Any]:
+        self.send(request)
+        return self.receive()
+
+    def send(self, request: dict[str, Any]) -> None:
+        """Queues a request; the worker answers requests in order (``receive``)."""
+        assert self.process.stdin
+        try:
+            self.process.stdin.write(json.dumps(request, default=str) + "\n")
+            self.process.stdin.flush()
+        except BrokenPipeError:
+            pass  # receive() reports what the worker printed
+
+    def receive(self) -> dict[str, Any]:
+        assert self.process.stdout
+        line = self.process.stdout.readline()
+        if not line:
+            self.close()
+            self.stderr.seek(0)
+            stderr = self.stderr.read()
+            raise WorkerError(f"the ParallelCluster worker stopped: {stderr.strip()[-800:]}; run `make install` to "
+                              "rebuild .venv-pcluster")
+        answer = json.loads(line)
+        if "crash" in answer:
+            raise WorkerError(f"the ParallelCluster worker failed: {answer['crash']}\n{answer.get('traceback', '')}")
+        return answer
+
+    def close(self) -> None:
+        """Ends the worker at once: every answer is in, and tearing down moto and pcluster would only cost time."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        if self.process.stdin:
+            self.process.stdin.close()
+        if self.process.stdout:
+            self.process.stdout.close()
+
+    def __enter__(self) -> "PclusterProcess":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def ask_once(request: dict[str, Any], region: str, *, use_cache: bool = True,
+             python: Path = PCLUSTER_PYTHON) -> dict[str, Any]:
+    """One request in a process of its own (cached by content unless ``use_cache`` is False)."""
+    key = cache_key(request, python)
+    answer = cached(key) if use_cache else None
+    if answer is None:
+        with PclusterProcess(region, warm="dryrun" in request, python=python) as worker:
+            answer = worker.ask(request)
+        if use_cache:
+            store(key, answer)
+    return answer

@@ -1,0 +1,75 @@
+"""The nodes can do what this app's promises need, judged on the IAM that ParallelCluster itself generates
+for the synthesized config (tests/node_permissions.py): read their node-action scripts, and, with the
+job bridge, list, read and write the job prefix of the data bucket."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from cluster_config import available_configs
+from cluster_config.simulation import Templates, simulate
+from tests.conftest import synth
+from tests.corpus import _objects
+from tests.node_permissions import REGION, NodeRoles, cluster_templates, s3_arn
+
+CONTEXT = {"gpu-p5": {"CAPACITY_RESERVATION_ID": "cr-0123456789abcdef0"}}
+
+
+class Cluster:
+    """A synthesized app with the job bridge, its simulated ids, and its node roles as ParallelCluster makes them."""
+
+    def __init__(self, config: str) -> None:
+        app = synth(cluster_config=config, job_bridge=True, **CONTEXT.get(config, {}))
+        self.templates = {name: app.synthesis.template(name) for name in app.stacks}
+        self.objects = _objects(app)
+        simulation = simulate(self.templates, REGION, objects=self.objects)
+        self.values, [self.config] = simulation.values, simulation.configs
+        self.roles = NodeRoles(cluster_templates(self.templates, self.objects, "hpc-cluster"), self.templates)
+        [(bucket_id, self.script_keys)] = self.objects.items()
+        self.scripts_bucket = Templates(self.templates, REGION).ref(*bucket_id.split("/"))
+
+
+@pytest.fixture(scope="module", params=available_configs())
+def cluster(request: pytest.FixtureRequest) -> Cluster:
+    return Cluster(request.param)
+
+
+def scripts_of(section: dict[str, Any]) -> list[str]:
+    """The s3:// URLs every custom action of a config section runs."""
+    urls = []
+    for action in (section.get("CustomActions") or {}).values():
+        steps = action.get("Sequence", [action])
+        urls += [step["Script"] for step in steps if "Script" in step]
+    return urls
+
+
+def test_the_head_node_can_list_read_and_write_the_job_prefix(cluster: Cluster):
+    bucket = cluster.values["DataBucketName"]
+    assert cluster.roles.allows("RoleHeadNode", "s3:ListBucket", s3_arn(bucket))  # list-objects-v2, aws s3 sync
+    for action in ("s3:GetObject", "s3:PutObject"):
+        assert cluster.roles.allows("RoleHeadNode", action, s3_arn(bucket, "jobs/job0001/job-aws-stat.txt")), action
+
+
+def test_the_head_node_cannot_write_outside_the_job_prefix(cluster: Cluster):
+    bucket = cluster.values["DataBucketName"]
+    assert not cluster.roles.allows("RoleHeadNode", "s3:PutObject", s3_arn(bucket, "data/results.csv"))
+
+
+def test_the_head_node_can_read_the_job_bridge_installer(cluster: Cluster):
+    [key] = [k for k in cluster.script_keys if k.endswith("/job_bridge.sh") and not k.startswith("stable/")]
+    assert cluster.roles.allows("RoleHeadNode", "s3:GetObject", s3_arn(cluster.scripts_bucket, key))
+
+
+def test_every_node_can_read_the_scripts_its_config_runs(cluster: Cluster):
+    sections = [("RoleHeadNode", cluster.config["HeadNode"])]
+    sections += [(cluster.roles.queue_role("hpc-cluster", q["Name"]), q) for q in cluster.config["Scheduling"]["SlurmQueues"]]
+    checked = 0
+    for role, section in sections:
+        for url in scripts_of(section):
+            bucket, key = url.removeprefix("s3://").split("/", 1)
+            assert key in cluster.script_keys, f"{url} is not deployed"
+            assert cluster.roles.allows(role, "s3:GetObject", s3_arn(bucket, key)), f"{role} cannot read {url}"
+            checked += 1
+    assert checked >= 2

@@ -1,0 +1,87 @@
+"""The custom resource, as AWS's ParallelCluster provider will receive it (cluster_config/parallelcluster_provider.yaml):
+its properties pass pcluster.lib's own argument check, and every node policy of the config is one the
+provider's IAM may attach."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cluster_config.provider import CONTRACT_FILE, additional_iam_policies, load_contract
+from cluster_config.simulation import SIMULATED_ACCOUNT, Templates
+from cluster_config.worker import ask_once
+from tests.conftest import Synthesized, synth
+from tests.test_compliance import VARIANTS
+
+REGION = "us-east-1"
+
+
+@pytest.fixture(scope="module", params=list(VARIANTS), ids=list(VARIANTS))
+def variant(request: pytest.FixtureRequest) -> Synthesized:
+    return synth(**VARIANTS[request.param])
+
+
+def delivered_properties(app: Synthesized) -> dict:
+    """The cluster resource's properties with intrinsics resolved, as CloudFormation sends them."""
+    templates = {name: app.synthesis.template(name) for name in app.stacks}
+    resolver = Templates(templates, REGION)
+    [logical] = [k for k, _ in resolver.resources("ClusterStack", "Custom::PclusterCluster")]
+    return resolver.props("ClusterStack", logical)
+
+
+def handler_check(properties: dict, operation: str) -> dict:
+    contract = load_contract()
+    return ask_once({"provider_call": {"operation": contract.operations[operation], "properties": properties,
+                                       "dropped": list(contract.dropped_properties),
+                                       "added": contract.added_arguments}}, REGION, use_cache=False)
+
+
+@pytest.mark.parametrize("operation", ["Create", "Update"])
+def test_properties_pass_pcluster_lib_argument_check(variant: Synthesized, operation: str):
+    answer = handler_check(delivered_properties(variant), operation)
+    assert answer["error"] is None
+    assert answer["arguments"] == ["cluster_configuration", "cluster_name", "wait"]
+    assert {"cluster_configuration", "cluster_name"} <= set(answer["dispatched"])
+
+
+def test_a_property_the_handler_passes_on_breaks_the_deploy(default_app: Synthesized):
+    """What CDK's service_timeout did: the same check fails, so the tests above can fail."""
+    properties = {**delivered_properties(default_app), "ServiceTimeout": "3600"}
+    assert "unexpected arguments: {'service_timeout'}" in handler_check(properties, "Create")["error"]
+
+
+def test_every_node_policy_can_be_attached_by_the_provider(variant: Synthesized):
+    contract = load_contract()
+    templates = {name: variant.synthesis.template(name) for name in variant.stacks}
+    resolver = Templates(templates, REGION)
+    config = delivered_properties(variant)["ClusterConfiguration"]
+    [(provider, _)] = resolver.resources("ClusterStack", "AWS::CloudFormation::Stack")
+    parameter = resolver.props("ClusterStack", provider).get("Parameters", {}).get("AdditionalIamPolicies")
+    granted: list[str] = []
+    if parameter:  # our grant: a managed policy allowing the attachment of exactly these ARNs
+        [(grant, _)] = [(k, r) for k, r in resolver.resources("ClusterStack", "AWS::IAM::ManagedPolicy")
+                        if resolver.ref("ClusterStack", k) == parameter]
+        [statement] = resolver.props("ClusterStack", grant)["PolicyDocument"]["Statement"]
+        assert sorted(statement["Action"]) == ["iam:AttachRolePolicy", "iam:DetachRolePolicy"]
+        granted = statement["Condition"]["ArnEquals"]["iam:PolicyARN"]
+    for arn in additional_iam_policies(config):
+        assert contract.attachable(arn, account=SIMULATED_ACCOUNT) or arn in granted, arn
+
+
+def test_gpu_config_gets_the_ecr_policy_granted():
+    app = synth(**VARIANTS["gpu-p5"])
+    policies = [r for r in app.template("ClusterStack").find_resources("AWS::IAM::ManagedPolicy").values()
+                if "AttachRolePolicy" in json.dumps(r)]
+    assert len(policies) == 1
+    condition = policies[0]["Properties"]["PolicyDocument"]["Statement"][0]["Condition"]
+    assert condition == {"ArnEquals": {"iam:PolicyARN": ["arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly"]}}
+
+
+def test_allowlist_is_data_with_its_source():
+    text = CONTRACT_FILE.read_text()
+    assert "cloudformation/policies/parallelcluster-policies.yaml" in text and "DefaultParallelClusterIamAdminPolicy" in text
+    contract = load_contract()
+    assert contract.attachable("arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore", account="1")
+    assert contract.attachable("arn:aws:iam::123456789012:policy/parallelcluster-x", account="123456789012")
+    assert not contract.attachable("arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly", account="1")
