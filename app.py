@@ -1,18 +1,34 @@
 #!/usr/bin/env python3
 """CDK entry point. Bad configuration exits with a readable message, never a stack trace."""
 
+import json
+import os
 import sys
 
-from aws_cdk import App
-
 from settings.errors import ConfigError, ConfigErrors
-from stacks.app_builder import synthesize
+from stacks.plan import plan
+
+
+def cli_context() -> dict:
+    """The context the CDK CLI hands the app (as aws_cdk.App reads it): CDK_CONTEXT_JSON, plus the file
+    named by CONTEXT_OVERFLOW_LOCATION_ENV when the context is too large for the environment."""
+    context = json.loads(os.environ.get("CDK_CONTEXT_JSON") or "{}")
+    overflow = os.environ.get("CONTEXT_OVERFLOW_LOCATION_ENV")
+    if overflow and os.path.exists(overflow):
+        with open(overflow) as file:
+            context.update(json.load(file))
+    return context
 
 
 def main() -> int:
-    app = App()
     try:
-        result = synthesize(app).deployment
+        # Planned before aws_cdk is imported: ParallelCluster's validation worker warms up meanwhile.
+        prepared = plan(cli_context().get)
+        from aws_cdk import App
+
+        from stacks.app_builder import synthesize
+
+        result = synthesize(App(), prepared).deployment
     except (ConfigError, ConfigErrors) as error:
         print(f"Configuration error:\n{error}", file=sys.stderr)
         return 1

@@ -34,6 +34,25 @@ REGION_ENV = "AWS_DEFAULT_REGION"
 ID_PATTERN = re.compile(r"\b(?:vpc|subnet|sg|eni|igw|nat|rtb|vpce|ami|cr|fs|fsvol|fc|pg|key|eipalloc|i)-[0-9a-f]{8,17}\b")
 
 
+def _share_botocore_models() -> None:
+    """moto builds a new botocore loader for each backend and parses the same service models (EC2's is
+    megabytes of JSON) again each time; one parse per file serves them all, read-only as botocore uses them."""
+    import botocore.loaders
+
+    load = botocore.loaders.JSONFileLoader.load_file
+    if getattr(load, "shared", False):
+        return
+    parsed: dict[str, Any] = {}
+
+    def shared(self: Any, file_path: str) -> Any:
+        if file_path not in parsed:
+            parsed[file_path] = load(self, file_path)
+        return parsed[file_path]
+
+    shared.shared = True  # type: ignore[attr-defined]
+    botocore.loaders.JSONFileLoader.load_file = shared
+
+
 def _official_amis() -> str:
     """ParallelCluster finds its official AMIs by name and owner alias; moto loads these from MOTO_AMIS_PATH
     (a file written before moto is imported, which also keeps moto from loading its large default list)."""
@@ -60,8 +79,9 @@ class Simulator:
 
     def __init__(self, region: str) -> None:
         os.environ.update({REGION_ENV: region, "AWS_ACCESS_KEY_ID": "simulated", "AWS_SECRET_ACCESS_KEY": "simulated",
-                           "AWS_SESSION_TOKEN": "simulated", "MOTO_IAM_LOAD_MANAGED_POLICIES": "true"})
+                           "AWS_SESSION_TOKEN": "simulated"})
         os.environ.setdefault("MOTO_AMIS_PATH", _official_amis())
+        _share_botocore_models()
         from importlib.resources import files
 
         import boto3
@@ -95,13 +115,14 @@ class Simulator:
         self.state = {"ids": {}, "file_systems": {}, "volumes": {}, "capacity_reservations": {}, "secrets": set(),
                       "kms": set(), "policies": set(), "efs": {}, "stand_ins": [], "vpc": None, "azs": [], "known": set(),
                       "free_cidrs": None}
-        # The first EC2 and IAM calls load moto's data (instance types, managed policies): pay it now,
-        # while the caller is still building its stacks.
+        # The first EC2 and S3 calls load moto's data (instance types, service models): pay it now, while
+        # the caller is still building its stacks.
         self.ec2 = self.boto3.client("ec2")
         self.ec2.describe_instance_types(InstanceTypes=["c5.large"])
         self.iam = self.boto3.client("iam")
-        self.iam.get_policy(PolicyArn="arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore")
         self.s3 = self.boto3.client("s3")
+        self.s3.list_buckets()
+        import moto.iam.aws_managed_policies  # noqa: F401 - the list of AWS managed policies, for GetPolicy
 
     def reset(self) -> None:
         self.used = False
@@ -440,11 +461,13 @@ class Simulator:
 
         def policy(params: dict[str, Any]):
             arn = params.get("PolicyArn", "")
-            if arn in self.state["policies"]:
+            if arn in self.state["policies"] or _aws_managed_policy_exists(arn):
                 name = arn.rsplit("/", 1)[-1]
                 return answer({"Policy": {"PolicyName": name, "Arn": arn, "DefaultVersionId": "v1",
                                           "AttachmentCount": 0, "IsAttachable": True}})
-            return None  # moto answers (AWS managed policies, or not found)
+            if ":iam::aws:policy/" in arn:
+                return error("NoSuchEntity", f"Policy {arn} does not exist or is not attachable.")
+            return None  # moto answers (policies created in the account, or not found)
 
         def efs_file_systems(params: dict[str, Any]):
             wanted = params.get("FileSystemId")
@@ -612,6 +635,19 @@ class Simulator:
 
         nested = [text(o["Key"]) for o in self.s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
         return {"template": text(key), "nested": nested}
+
+
+def _aws_managed_policy_exists(arn: str) -> bool:
+    """AWS managed policies, from moto's copy of their list, looked up in its text: loading all of them
+    into moto's IAM would cost more than the rest of the account together."""
+    match = re.fullmatch(r"arn:aws[a-z-]*:iam::aws:policy(/(?:.+/)?)([^/]+)", arn)
+    if not match:
+        return False
+    from moto.iam.aws_managed_policies import aws_managed_policies_data
+
+    found = re.search(rf'\n "{re.escape(match.group(2))}":\{{.*?\n  "Path":"([^"]*)"', aws_managed_policies_data,
+                      re.DOTALL)
+    return bool(found) and found.group(1) == match.group(1)
 
 
 _REFERENCE_KINDS = {

@@ -5,10 +5,7 @@ from __future__ import annotations
 from aws_cdk import RemovalPolicy, Stack, aws_ec2 as ec2
 from constructs import Construct
 
-
-def created_key_pair_name(stack_name: str) -> str:
-    """The name CloudFormation gives the key pair this construct creates."""
-    return f"{stack_name}-cluster"
+from settings.prereq import created_key_pair_name
 
 
 class ClusterKeyPair(Construct):

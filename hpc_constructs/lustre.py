@@ -9,7 +9,8 @@ from settings.prereq import LustreSettings
 
 
 class LustreFileSystem(Construct):
-    """Lustre 2.15, LZ4, metadata configuration and daily backups, in one subnet.
+    """Lustre 2.15, LZ4, metadata configuration, in one subnet; daily backups only when no S3 data
+    repository is linked (FSx does not back those up: the exporting association's S3 copy is durable).
 
     CloudFormation has no final-backup-on-delete for Lustre, so the file system follows
     ``removal_policy`` (RETAIN unless the user opted out).
@@ -37,7 +38,7 @@ class LustreFileSystem(Construct):
                 metadata_configuration=metadata,
                 automatic_backup_retention_days=settings.backup_retention_days,
                 daily_automatic_backup_start_time="03:00" if settings.backup_retention_days else None,
-                copy_tags_to_backups=True,
+                copy_tags_to_backups=True if settings.backup_retention_days else None,
             ),
             tags=[{"key": "Name", "value": f"{Stack.of(self).stack_name}-lustre"}],
         )

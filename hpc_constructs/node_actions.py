@@ -34,26 +34,26 @@ class NodeActionScripts(Construct):
         # The writer function's logs go with the stack too (CDK would otherwise retain its log group).
         writer_logs = logs.LogGroup(self, "WriterLogs", retention=logs.RetentionDays.ONE_MONTH,
                                     removal_policy=RemovalPolicy.DESTROY)
-        self.deployed_keys: list[str] = []
+        self.deployed_keys = [key for script, digest in self.digests.items()
+                              for key in (object_key(script, None), object_key(script, digest))]
+        # One role for every write: exactly these keys, and the writer's own log group.
+        writer_role = iam.Role(self, "WriterRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+                               description="Writes this app's node-action scripts to their bucket at deploy time")
+        writer_role.add_to_policy(iam.PolicyStatement(
+            actions=["s3:PutObject"], resources=[self.bucket.arn_for_objects(key) for key in self.deployed_keys]))
+        writer_role.add_to_policy(iam.PolicyStatement(actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                                                      resources=[writer_logs.log_group_arn]))
         for script, digest in self.digests.items():
             body = (directory / script).read_text()
             for kind, key in (("Stable", object_key(script, None)), ("Pinned", object_key(script, digest))):
                 call = cr.AwsSdkCall(service="S3", action="putObject", physical_resource_id=cr.PhysicalResourceId.of(key),
                                      parameters={"Bucket": self.bucket.bucket_name, "Key": key, "Body": body,
                                                  "ContentType": "text/x-shellscript"})
-                write = cr.AwsCustomResourcePolicy.from_statements([iam.PolicyStatement(
-                    actions=["s3:PutObject"], resources=[self.bucket.arn_for_objects(key)])])
                 writer = cr.AwsCustomResource(self, f"{kind}{script.replace('/', '-').replace('.', '-')}",
-                                              on_create=call, on_update=call, policy=write,
+                                              on_create=call, on_update=call, role=writer_role,
                                               install_latest_aws_sdk=False, log_group=writer_logs)
                 writer.node.add_dependency(self.bucket)
-                self.deployed_keys.append(key)
-        if scripts:
-            NagSuppressions.add_stack_suppressions(Stack.of(self), [
-                {"id": "AwsSolutions-IAM4", "reason": "CDK's AwsCustomResource function writes the node-action "
-                 "objects; AWSLambdaBasicExecutionRole only lets it write its own logs",
-                 "appliesTo": ["Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"]},
-            ], apply_to_nested_stacks=False)
+                writer.node.add_dependency(writer_role)
 
     def url(self, script: str, fixed: bool) -> str:
         """``s3://`` URL of the stable copy (``fixed``) or of the content-pinned one."""

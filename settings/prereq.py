@@ -30,6 +30,11 @@ AZ_PATTERN = re.compile(r"^(?P<region>[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d)(?P<l
 S3_BUCKET_PATTERN = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
+def created_key_pair_name(stack_name: str) -> str:
+    """The name CloudFormation gives the key pair PrereqStack creates (hpc_constructs/key_pair.py)."""
+    return f"{stack_name}-cluster"
+
+
 @dataclass(frozen=True)
 class NetworkSettings:
     availability_zone: str = "us-east-1a"
@@ -73,7 +78,9 @@ class LustreSettings:
     storage_capacity_gib: int = 1200
     per_unit_storage_throughput: int = 250
     metadata_iops: int | None = None  # None: AUTOMATIC metadata mode
-    backup_retention_days: int = 7
+    # FSx does not back up a file system linked to S3: with associations (the default), the exporting
+    # association's S3 copy is the durable one. Backups only for a file system without associations.
+    backup_retention_days: int = 0
     data_repository_associations: tuple[DataRepositoryAssociationSettings, ...] = field(
         default_factory=_default_dras)
 
@@ -176,6 +183,11 @@ def _lustre(reader: ContextReader) -> LustreSettings:
     retention = reader.integer("lustre_backup_retention_days", d.backup_retention_days,
                                check=_retention_problem, hint="0 (no automatic backups) to 90")
     dras = _dras(reader)
+    if retention and dras:
+        reader.fail("lustre_backup_retention_days", f"asks for automatic backups, but the file system has {len(dras)} "
+                    "data repository association(s): FSx does not back up file systems linked to S3",
+                    "set -c lustre_backup_retention_days=0 (the S3 export of an auto_export association is the durable "
+                    "copy), or -c 'lustre_data_repository_associations=[]' to keep FSx backups instead")
     return LustreSettings(storage_capacity_gib=capacity, per_unit_storage_throughput=throughput,
                           metadata_iops=metadata_iops, backup_retention_days=retention,
                           data_repository_associations=dras)

@@ -10,6 +10,7 @@ import pytest
 import yaml
 from botocore.stub import Stubber
 
+from cluster_config import image
 from cluster_config.image import (COMPONENT_DIR, INCLUDE, load_image_config, render_component, validate_image)
 from scripts import build_ami
 from settings.context import REPO_ROOT
@@ -93,9 +94,10 @@ def test_build_uploads_components_runs_pcluster_and_waits(aws, capsys, monkeypat
     # moto has no Image Builder: stub its two calls.
     imagebuilder = boto3.client("imagebuilder", region_name="us-east-1")
     stub = Stubber(imagebuilder)
-    for name in ("enroot-pyxis", "hpc-tools"):
+    versions = {name: image.component_version(image.COMPONENT_DIR / f"{name}.yaml") for name in ("enroot-pyxis", "hpc-tools")}
+    for name, version in versions.items():
         stub.add_response("create_component", {"componentBuildVersionArn":
-                          f"arn:aws:imagebuilder:us-east-1:123456789012:component/{name}/1.0.0/1"})
+                          f"arn:aws:imagebuilder:us-east-1:123456789012:component/{name}/{version}/1"})
     stub.activate()
     real_client = build_ami.connect
 
@@ -122,11 +124,12 @@ esac
     out = capsys.readouterr().out
     assert "AMI ami-0fedcba9876543210" in out and "-c CUSTOM_AMI=ami-0fedcba9876543210" in out
     stub.assert_no_pending_responses()
-    uploaded = boto3.client("s3").get_object(Bucket="data-bucket", Key="image-components/enroot-pyxis/1.0.0.yaml")
+    uploaded = boto3.client("s3").get_object(Bucket="data-bucket",
+                                             Key=f"image-components/enroot-pyxis/{versions['enroot-pyxis']}.yaml")
     assert b"enable_pyxis" in uploaded["Body"].read()
     rendered = yaml.safe_load((tmp_path / "rendered.yaml").read_text())
     assert rendered["Build"]["SubnetId"] == "subnet-0aaaaaaaaaaaaaaaa"
-    assert rendered["Build"]["Components"][0]["Value"].endswith("component/enroot-pyxis/1.0.0/1")
+    assert rendered["Build"]["Components"][0]["Value"].endswith(f"component/enroot-pyxis/{versions['enroot-pyxis']}/1")
 
 
 def test_failed_build_says_how_to_see_why(monkeypatch, tmp_path: Path):

@@ -84,12 +84,16 @@ def test_enable_pyxis_on_a_compute_node_does_not_touch_slurmctld(tmp_path: Path)
     assert not (tmp_path / "scontrol.calls").exists()
 
 
-def test_enable_pyxis_fails_clearly_on_an_ami_without_pyxis(tmp_path: Path):
+def test_enable_pyxis_lets_a_node_without_pyxis_boot_and_says_why(tmp_path: Path):
+    """ParallelCluster ships the samples only on NVIDIA-enabled AMIs: a custom CPU AMI must still boot."""
     root, env = fake_node(tmp_path, "HeadNode")
     shutil.rmtree(root / "opt/parallelcluster/examples/pyxis")
+    before = snapshot_tree(root)
     result = run("enable_pyxis.sh", env)
-    assert result.returncode == 1
-    assert "this AMI has no Pyxis/Enroot (ParallelCluster >= 3.11 ships them)" in result.stderr
+    assert result.returncode == 0, result.stderr
+    assert "pyxis/pyxis.conf not found: this AMI has no Pyxis/Enroot samples" in result.stderr
+    assert "container jobs (srun --container-image) will not run on this node" in result.stderr
+    assert snapshot_tree(root) == before and not (tmp_path / "scontrol.calls").exists()
 
 
 def test_configure_nccl_is_a_no_op_without_a_gpu(tmp_path: Path):
@@ -99,24 +103,58 @@ def test_configure_nccl_is_a_no_op_without_a_gpu(tmp_path: Path):
     assert not (tmp_path / "etc").exists()
 
 
-def test_configure_nccl_uses_the_amis_ofi_plugin_idempotently(tmp_path: Path):
-    (tmp_path / "opt/amazon/ofi-nccl/lib").mkdir(parents=True)
+# Layouts of the aws-ofi-nccl plugin across EFA installer versions: (directory, file names, loader config).
+PLUGIN_LAYOUTS = {
+    "lib, old name": ("/opt/amazon/ofi-nccl/lib", ["libnccl-net.so"], False),
+    "multiarch, new name with link": ("/opt/amazon/ofi-nccl/lib/x86_64-linux-gnu",
+                                      ["libnccl-net-ofi.so", "libnccl-net.so"], False),
+    "lib64, new name only": ("/opt/amazon/ofi-nccl/lib64", ["libnccl-net-ofi.so"], False),
+    "aarch64 multiarch": ("/opt/amazon/ofi-nccl/lib/aarch64-linux-gnu", ["libnccl-net-ofi.so"], False),
+    "older prefix": ("/opt/aws-ofi-nccl/lib", ["libnccl-net.so"], False),
+    "only in the loader config": ("/usr/local/ofi-nccl/lib", ["libnccl-net-ofi.so"], True),
+}
+
+
+def plugin_layout(root: Path, directory: str, names: list[str], loader_config: bool) -> None:
+    (root / directory.lstrip("/")).mkdir(parents=True)
+    for name in names:
+        (root / directory.lstrip("/") / name).write_bytes(b"\x7fELF")
+    if loader_config:
+        (root / "etc/ld.so.conf.d").mkdir(parents=True)
+        (root / "etc/ld.so.conf.d/100_ofinccl.conf").write_text(directory + "\n")
+
+
+@pytest.mark.parametrize("layout", list(PLUGIN_LAYOUTS))
+def test_configure_nccl_finds_the_plugin_in_every_layout(tmp_path: Path, layout: str):
+    directory, names, loader_config = PLUGIN_LAYOUTS[layout]
+    plugin_layout(tmp_path, directory, names, loader_config)
     env = {**os.environ, "ROOT": str(tmp_path), "NVIDIA_SMI": "true"}
-    assert run("configure_nccl.sh", env, "INFO").returncode == 0
+    first = run("configure_nccl.sh", env, "INFO")
+    assert first.returncode == 0, first.stderr
     profile = tmp_path / "etc/profile.d/nccl-efa.sh"
     mtime = profile.stat().st_mtime
     second = run("configure_nccl.sh", env, "INFO")
     assert "unchanged" in second.stdout and profile.stat().st_mtime == mtime
     # Sourcing twice must not grow LD_LIBRARY_PATH.
-    shell = subprocess.run(["bash", "-c", f". {profile}; . {profile}; echo $FI_PROVIDER $NCCL_DEBUG $LD_LIBRARY_PATH"],
-                           capture_output=True, text=True, env={"PATH": os.environ["PATH"]})
-    assert shell.stdout.split() == ["efa", "INFO", "/opt/amazon/ofi-nccl/lib"]
+    shell = subprocess.run(["bash", "-c", f". {profile}; . {profile}; echo $FI_PROVIDER $NCCL_DEBUG $LD_LIBRARY_PATH "
+                            "${NCCL_NET_PLUGIN:-default}"], capture_output=True, text=True,
+                           env={"PATH": os.environ["PATH"]})
+    plugin = "default" if "libnccl-net.so" in names else "ofi"  # NCCL loads libnccl-net-<NCCL_NET_PLUGIN>.so
+    assert shell.stdout.split() == ["efa", "INFO", directory, plugin]
 
 
-def test_configure_nccl_fails_without_the_efa_software(tmp_path: Path):
+def test_configure_nccl_fails_on_an_efa_node_without_the_plugin(tmp_path: Path):
+    (tmp_path / "sys/class/infiniband/rdmap16s27").mkdir(parents=True)
     env = {**os.environ, "ROOT": str(tmp_path), "NVIDIA_SMI": "true"}
     result = run("configure_nccl.sh", env)
-    assert result.returncode == 1 and "no aws-ofi-nccl plugin" in result.stderr
+    assert result.returncode == 1 and "EFA devices but no aws-ofi-nccl plugin" in result.stderr
+
+
+def test_configure_nccl_only_warns_on_a_gpu_node_without_efa(tmp_path: Path):
+    env = {**os.environ, "ROOT": str(tmp_path), "NVIDIA_SMI": "true"}
+    result = run("configure_nccl.sh", env)
+    assert result.returncode == 0 and "NCCL will use TCP sockets on this node" in result.stderr
+    assert not (tmp_path / "etc").exists()
 
 
 def test_job_bridge_install_is_idempotent_and_its_epilog_ignores_other_jobs(tmp_path: Path):

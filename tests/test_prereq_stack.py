@@ -104,9 +104,17 @@ def test_lustre_persistent_2_defaults(prereq: Template):
             "PerUnitStorageThroughput": 250,
             "DataCompressionType": "LZ4",
             "MetadataConfiguration": {"Mode": "AUTOMATIC"},
-            "AutomaticBackupRetentionDays": 7,
-            "CopyTagsToBackups": True,
+            "AutomaticBackupRetentionDays": 0,  # linked to S3: FSx takes no backups, the S3 export is the copy
         }})
+    [lustre] = [r for r in prereq.find_resources("AWS::FSx::FileSystem").values()
+                if r["Properties"]["FileSystemType"] == "LUSTRE"]
+    assert "DailyAutomaticBackupStartTime" not in lustre["Properties"]["LustreConfiguration"]
+
+
+def test_lustre_backups_only_without_s3_associations():
+    template = synth(lustre_data_repository_associations=[], lustre_backup_retention_days=7).template("PrereqStack")
+    template.has_resource_properties("AWS::FSx::FileSystem", {"LustreConfiguration": {
+        "AutomaticBackupRetentionDays": 7, "DailyAutomaticBackupStartTime": "03:00", "CopyTagsToBackups": True}})
 
 
 def test_lustre_knobs_from_context():

@@ -185,3 +185,11 @@ def test_error_names_the_file_the_value_came_from():
     from_cli = error_of(lustre_per_unit_storage_throughput=200)
     assert from_file.startswith("cdk.json: context 'lustre_per_unit_storage_throughput'")
     assert from_cli.startswith("-c (command line or cdk.context.json): context 'lustre_per_unit_storage_throughput'")
+
+
+def test_lustre_backups_with_s3_associations_are_rejected_with_both_ways_out():
+    message = error_of(lustre_backup_retention_days=7)  # the default associations stay
+    assert "context 'lustre_backup_retention_days' = 7: asks for automatic backups, but the file system has 2 " \
+           "data repository association(s): FSx does not back up file systems linked to S3" in message
+    assert "lustre_backup_retention_days=0" in message and "lustre_data_repository_associations=[]" in message
+    assert load(lustre_backup_retention_days=7, lustre_data_repository_associations=[]).lustre.backup_retention_days == 7
