@@ -36,18 +36,19 @@ synth: install
 	@echo "Synthesized to cdk.out/: $$(ls cdk.out/*.template.json | xargs -n1 basename | tr '\n' ' ')"
 
 # The job-bridge and accounting integration tests run a real Slurm, slurmdbd and MariaDB (Debian's
-# packages). Installed here when missing and we may (root with apt-get); elsewhere those tests say
-# why they are skipped.
+# packages). Installed here when missing and we may: as root with apt-get, or through passwordless
+# sudo (GitHub's runners); elsewhere those tests say why they are skipped.
 SYSTEM_PACKAGES := slurm-wlm slurmdbd munge mariadb-server
 system-deps:
 	@if ! { command -v slurmctld && command -v slurmdbd && command -v mariadbd; } >/dev/null 2>&1 \
 	    && ! { [ -x /usr/sbin/slurmctld ] && [ -x /usr/sbin/slurmdbd ] && [ -x /usr/sbin/mariadbd ]; }; then \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; else SUDO=none; fi; \
+	  if [ "$$SUDO" != none ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing $(SYSTEM_PACKAGES) for the integration tests"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	      $(SYSTEM_PACKAGES) >/dev/null; \
+	    $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null; \
 	  else \
-	    echo "note: Slurm/MariaDB are not installed (needs root and apt-get): the integration tests will be skipped"; \
+	    echo "note: Slurm/MariaDB are not installed (needs root or sudo, and apt-get): the integration tests will be skipped"; \
 	  fi; \
 	fi
 

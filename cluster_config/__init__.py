@@ -61,7 +61,7 @@ def dummy_values(region: str, vpc_cidr: str, key_pair_name: str, context: Callab
         "KeyPairName": key_pair_name,
         "PrivateKeySsmParameter": "/ec2/keypair/key-0123456789abcdef0",
         "AccountingDatabaseUri": f"accounting.cluster-0123456789ab.{region}.rds.amazonaws.com:3306",
-        "AccountingDatabaseUser": "slurm_admin",
+        "AccountingDatabaseUser": "slurm",
         "AccountingDatabaseSecretArn": f"arn:aws:secretsmanager:{region}:{DUMMY_ACCOUNT}:secret:slurm-db-AbCdEf",
         "JobBridgeListPolicy": f"arn:aws:iam::{DUMMY_ACCOUNT}:policy/parallelcluster-example-{region}-job-bridge",
     }

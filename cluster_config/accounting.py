@@ -6,8 +6,10 @@ import copy
 
 from cluster_config.document import ConfigDocument
 
+SLURMDBD_USER = "slurm"  # created by hpc_constructs/accounting_database.py, with rights on DATABASE_NAME only
+DATABASE_NAME = "slurm_acct_db"
 DATABASE = {"Uri": "${AccountingDatabaseUri}", "UserName": "${AccountingDatabaseUser}",
-            "PasswordSecretArn": "${AccountingDatabaseSecretArn}"}
+            "PasswordSecretArn": "${AccountingDatabaseSecretArn}", "DatabaseName": DATABASE_NAME}
 
 
 def with_accounting(document: ConfigDocument) -> ConfigDocument:

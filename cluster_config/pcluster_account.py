@@ -223,10 +223,11 @@ class Simulator:
     def _policy(self, arn: str, document: Any) -> None:
         match = re.match(r"arn:[^:]+:iam::(\d{12}):policy(/.*/|/)([^/]+)$", arn)
         if match and match.group(1) == "123456789012":  # moto's account: the simulated one
-            self.iam.create_policy(PolicyName=match.group(3), Path=match.group(2),
-                                   PolicyDocument=json.dumps(document) if document else json.dumps(
-                                       {"Version": "2012-10-17", "Statement": [
-                                           {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "*"}]}))
+            try:
+                self.iam.create_policy(PolicyName=match.group(3), Path=match.group(2),
+                                       PolicyDocument=json.dumps(document))
+            except self.iam.exceptions.MalformedPolicyDocumentException:
+                pass  # a simulated value moto does not take: the GetPolicy hook still answers for it
         self.state["policies"].add(arn)
 
     def _file_system(self, fs: dict[str, Any]) -> None:

@@ -141,6 +141,9 @@ class Templates:
                     "Endpoint.Port": "3306"}.get(attribute) or self._unknown_attribute(stack, logical, attribute)
         if type_ == "AWS::CloudFormation::Stack" and attribute.startswith("Outputs."):
             return f"{stack}-{logical}-{attribute[len('Outputs.'):]}-sim"
+        if attribute.endswith("Arn"):  # an ARN of the resource's own service, well-formed for IAM documents
+            service = type_.split("::")[1].lower() if type_.count("::") == 2 else "cloudformation"
+            return f"arn:{PARTITION}:{service}:{self.region}:{self.account}:{type_.split('::')[-1].lower()}/{ident}"
         return f"{stack}-{logical}-{attribute}-sim"
 
     @staticmethod

@@ -7,6 +7,7 @@ primary zone; a second zone is added only when a resource needs it (OpenZFS MULT
 from __future__ import annotations
 
 from aws_cdk import RemovalPolicy, aws_ec2 as ec2, aws_logs as logs
+from cdk_nag import NagSuppressions
 from constructs import Construct
 
 from settings.prereq import NetworkSettings
@@ -45,8 +46,9 @@ class ClusterNetwork(Construct):
                                   removal_policy=RemovalPolicy.DESTROY)
         # Rejected traffic only: it is what explains a security-group problem, at a fraction of the
         # volume (and cost) of logging every accepted connection of a busy cluster.
-        self.vpc.add_flow_log("FlowLog", destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs),
-                              traffic_type=ec2.FlowLogTrafficType.REJECT)
+        flow_log = self.vpc.add_flow_log("FlowLog", destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs),
+                                         traffic_type=ec2.FlowLogTrafficType.REJECT)
+        self._suppressions(flow_logs, flow_log)
 
         def in_zone(subnets: list[ec2.ISubnet], zone: str) -> ec2.ISubnet:
             return next(s for s in subnets if s.availability_zone == zone)
@@ -56,3 +58,19 @@ class ClusterNetwork(Construct):
         self.secondary_private_subnet: ec2.ISubnet | None = (
             in_zone(self.vpc.private_subnets, settings.secondary_availability_zone)
             if len(zones) > 1 else None)
+
+    def _suppressions(self, flow_logs: logs.LogGroup, flow_log: ec2.FlowLog) -> None:
+        NagSuppressions.add_resource_suppressions(flow_logs, [
+            {"id": "NIST.800.53.R5-CloudWatchLogGroupEncrypted", "reason": "Rejected-traffic flow records "
+             "(addresses and ports, no payload); CloudWatch Logs encrypts them at rest with its own keys"}])
+        NagSuppressions.add_resource_suppressions(flow_log, [
+            {"id": "NIST.800.53.R5-IAMNoInlinePolicy", "reason": "CDK's flow-log construct gives its delivery role "
+             "one inline policy, scoped to this flow log's own log group"}], apply_to_children=True)
+        for subnet in self.vpc.public_subnets:
+            NagSuppressions.add_resource_suppressions(subnet, [
+                {"id": "NIST.800.53.R5-VPCSubnetAutoAssignPublicIpDisabled", "reason": "The head node's subnet: "
+                 "its public address is how it reaches the internet through the internet gateway; its security "
+                 "group admits SSH from the VPC only (AllowedIps), and people come in through SSM"},
+                {"id": "NIST.800.53.R5-VPCNoUnrestrictedRouteToIGW", "reason": "The public subnet's default route "
+                 "to the internet gateway: the head node's outbound path and the NAT gateway's"}],
+                apply_to_children=True)

@@ -8,6 +8,7 @@ The file-system groups admit exactly the ports FSx documents, from the cluster g
 from __future__ import annotations
 
 from aws_cdk import aws_ec2 as ec2
+from cdk_nag import NagSuppressions
 from constructs import Construct
 
 LUSTRE_PORTS = (ec2.Port.tcp(988), ec2.Port.tcp_range(1018, 1023))
@@ -31,6 +32,10 @@ class ClusterSecurityGroups(Construct):
             self, "Cluster", vpc=vpc, allow_all_outbound=True,  # packages, AWS APIs, file systems
             description="ParallelCluster nodes: EFA all-traffic to/from itself, outbound to the internet via NAT")
         self.cluster.add_ingress_rule(self.cluster, ec2.Port.all_traffic(), "EFA and MPI between cluster nodes")
+        NagSuppressions.add_resource_suppressions(self.cluster, [
+            {"id": "NIST.800.53.R5-EC2RestrictedCommonPorts", "reason": "EFA needs all traffic between the nodes; "
+             "the only source of this rule is the cluster security group itself, no address range"}],
+            apply_to_children=True)
         # The L2 drops extra egress rules once all outbound is allowed, but EFA's check wants an
         # explicit self-referencing egress rule, so it is written at the CloudFormation level.
         ec2.CfnSecurityGroupEgress(

@@ -14,6 +14,7 @@ STATE_FILE = "job-aws-stat.txt"
 JOB_SCRIPT = "job-aws-run.sh"
 JOBID_FILE = "job-aws-jobid.txt"
 ERROR_FILE = "job-aws-sbatch.out"
+REASON_FILE = "job-aws-reason.txt"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")  # same rule as the head node's
 
 
@@ -109,22 +110,39 @@ class JobStore:
             result["slurm job id"] = job_id
         if result["state"] == "JOB_ERROR":
             result["error"] = self.read(name, ERROR_FILE) or "(no message)"
+        if result["state"] == "JOB_FAILED":
+            result["reason"] = self.read(name, REASON_FILE) or "(no reason recorded)"
         return result
 
     def fetch(self, name: str, destination: Path, stream: TextIO = sys.stderr) -> list[Path]:
         objects = self.names_in(name)
         if not objects:
             raise JobBridgeError(f"no job {name} under s3://{self.bucket}/{self.prefix}: check the name")
+        root = destination.resolve()
+        unsafe = [o["Key"] for o in objects if not _inside(root, o["Key"][len(self.key(name)):])]
+        if unsafe:  # a key such as jobs/x/../../.bashrc must not write outside the destination
+            raise JobBridgeError(f"refusing to fetch {name}: {len(unsafe)} object key(s) would be written outside "
+                                 f"{destination}, e.g. {unsafe[0]!r}; nothing was written")
         progress = Progress(f"{name} ({len(objects)} files)", sum(o["Size"] for o in objects), stream)
         written = []
         for item in objects:
             relative = item["Key"][len(self.key(name)):]
             if not relative or relative.endswith("/"):
                 continue
-            target = destination / relative
+            target = root / relative
             target.parent.mkdir(parents=True, exist_ok=True)
             self._call(lambda: self.s3.download_file(self.bucket, item["Key"], str(target), Callback=progress))
             written.append(target)
         if progress.done == 0:
             progress(0)
         return written
+
+
+def _inside(root: Path, relative: str) -> bool:
+    """True when ``root/relative`` stays inside ``root`` (no absolute part, no ``..`` escaping it)."""
+    if not relative or relative.endswith("/"):
+        return True
+    if relative.startswith("/") or "\\" in relative:
+        return False
+    target = (root / relative).resolve()
+    return target != root and root in target.parents

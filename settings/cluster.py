@@ -10,6 +10,7 @@ from settings.context import ContextReader
 CLUSTER_NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9-]{0,59}$")
 VERSION = re.compile(r"^3\.(\d+)\.\d+$")
 JOB_PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*/$")
+ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9+=,.@_/*-]+$")
 RESERVED_NAMES = ("PrereqStack", "ClusterStack")  # ParallelCluster creates a stack named after the cluster
 
 
@@ -23,6 +24,8 @@ class ClusterSettings:
     job_bridge: bool = False
     job_bridge_prefix: str = "jobs/"
     job_bridge_user: str = ""  # empty: the OS's default user (ubuntu, ec2-user, rocky)
+    # IAM roles (ARNs, * allowed) that may write under the job prefix; everyone else is denied.
+    job_bridge_submitters: tuple[str, ...] = ()
 
     @classmethod
     def from_context(cls, reader: ContextReader) -> "ClusterSettings":
@@ -49,8 +52,22 @@ class ClusterSettings:
         user = reader.string("job_bridge_user", d.job_bridge_user)
         if user and not re.match(r"^[a-z_][a-z0-9_-]{0,31}$", user):
             reader.fail("job_bridge_user", "is not a Linux user name", "use e.g. ubuntu or ec2-user, or leave it empty")
+        elif user == "root":
+            reader.fail("job_bridge_user", "would run every uploaded job as root on the head node",
+                        "use the cluster's login user (leave it empty for the OS default) or another unprivileged user")
+        bridge = reader.boolean("job_bridge", d.job_bridge)
+        submitters = reader.json_list("job_bridge_submitters", list(d.job_bridge_submitters))
+        for role in submitters:
+            if not isinstance(role, str) or not ROLE_ARN.match(role):
+                reader.fail("job_bridge_submitters", f"holds {role!r}, which is not an IAM role ARN",
+                            "list role ARNs such as arn:aws:iam::123456789012:role/onprem-submitter", value=role)
+        if bridge and not submitters:
+            reader.fail("job_bridge_submitters", "is empty, and job_bridge=true lets only the roles listed there write "
+                        "jobs (anyone else with s3:PutObject on the data bucket could run them)",
+                        "-c 'job_bridge_submitters=[\"arn:aws:iam::<account>:role/<on-prem submitter role>\"]' "
+                        "(README: on-premises job submission)", value=submitters)
         settings = cls(cluster_config=config, cluster_name=name, parallelcluster_version=version,
-                       job_bridge=reader.boolean("job_bridge", d.job_bridge), job_bridge_prefix=prefix,
-                       job_bridge_user=user)
+                       job_bridge=bridge, job_bridge_prefix=prefix, job_bridge_user=user,
+                       job_bridge_submitters=tuple(s for s in submitters if isinstance(s, str)))
         reader.raise_if_errors()
         return settings

@@ -40,9 +40,9 @@ class ClusterStack(Stack):
         self.job_bridge = None
         if settings.job_bridge and self.node_actions:
             self.job_bridge = JobBridge(
-                self, "JobBridge", bucket_name=prereq.data_bucket.bucket.bucket_name, prefix=settings.job_bridge_prefix,
+                self, "JobBridge", bucket=prereq.data_bucket.bucket, prefix=settings.job_bridge_prefix,
                 user=settings.job_bridge_user or default_user(document.data), cluster_name=settings.cluster_name,
-                scripts_bucket=self.node_actions.bucket.bucket_name,
+                submitters=settings.job_bridge_submitters, scripts_bucket=self.node_actions.bucket.bucket_name,
                 script_key=object_key(JOB_BRIDGE_SCRIPT, self.node_actions.digests[JOB_BRIDGE_SCRIPT]))
             stack_values["JobBridgeListPolicy"] = self.job_bridge.list_policy.managed_policy_arn
         configuration = render(document, PlaceholderValues(

@@ -14,20 +14,26 @@ from typing import Any  # noqa: E402
 import pytest  # noqa: E402
 from aws_cdk import App, Aspects, Stack  # noqa: E402
 from aws_cdk.assertions import Template  # noqa: E402
-from cdk_nag import AwsSolutionsChecks  # noqa: E402
+from cdk_nag import AwsSolutionsChecks, NIST80053R5Checks  # noqa: E402
 
 from settings.context import shipped_context  # noqa: E402
 from stacks.app_builder import synthesize  # noqa: E402
 
 
+# The job bridge needs the roles allowed to submit (job_bridge_submitters).
+BRIDGE = {"job_bridge": True, "job_bridge_submitters": ["arn:aws:iam::123456789012:role/onprem-submitter"]}
+
+
 class Synthesized:
-    """An app built from cdk.json context plus overrides, checked by cdk-nag, synthesized once, and its
+    """An app built from cdk.json context plus overrides, checked by cdk-nag (AwsSolutions and NIST 800-53
+    rev 5), synthesized once, and its
     cluster config validated by ParallelCluster in the simulated account (as `cdk synth` does)."""
 
     def __init__(self, overrides: dict[str, Any]) -> None:
         context = {**shipped_context(), **overrides}
         self.app = App(context=context)
         Aspects.of(self.app).add(AwsSolutionsChecks(verbose=True))
+        Aspects.of(self.app).add(NIST80053R5Checks(verbose=True))
         synthesis = self.synthesis = synthesize(self.app)
         self.stacks: dict[str, Stack] = synthesis.stacks
         self.assembly = synthesis.assembly

@@ -45,14 +45,34 @@ def test_encrypted_serverless_v2_kept_as_a_snapshot(accounting: Synthesized):
     assert len(subnet_group["Properties"]["SubnetIds"]) == 2
 
 
-def test_password_is_a_plain_secret_and_never_template_text(accounting: Synthesized):
+def test_passwords_are_secrets_and_never_template_text(accounting: Synthesized):
     template = accounting.template("PrereqStack")
-    [(secret_id, secret)] = template.find_resources("AWS::SecretsManager::Secret").items()
-    assert "SecretStringTemplate" not in secret["Properties"]["GenerateSecretString"]  # the value is the password
-    assert secret["DeletionPolicy"] == "Retain"
+    secrets = template.find_resources("AWS::SecretsManager::Secret")
+    [(user_id, user_secret)] = [(k, s) for k, s in secrets.items() if "slurmdbd" in s["Properties"]["Description"]]
+    assert "SecretStringTemplate" not in user_secret["Properties"]["GenerateSecretString"]  # the plain password
+    [(admin_id, admin_secret)] = [(k, s) for k, s in secrets.items() if k != user_id]
+    assert json.loads(admin_secret["Properties"]["GenerateSecretString"]["SecretStringTemplate"]) == {
+        "username": "admin_slurm"}
+    assert all(s["DeletionPolicy"] == "Retain" for s in secrets.values())
     [db] = template.find_resources("AWS::RDS::DBCluster").values()
     password = json.dumps(db["Properties"]["MasterUserPassword"])
-    assert "{{resolve:secretsmanager:" in password and secret_id in password
+    assert "{{resolve:secretsmanager:" in password and admin_id in password
+    assert db["Properties"]["EnableHttpEndpoint"] is True  # the Data API, for the user function
+
+
+def test_slurmdbd_gets_its_own_user_created_by_the_stack(accounting: Synthesized):
+    template = accounting.template("PrereqStack")
+    [user] = template.find_resources("Custom::SlurmdbdUser").values()
+    props = user["Properties"]
+    assert (props["UserName"], props["DatabaseName"]) == ("slurm", "slurm_acct_db")
+    assert "Password" not in json.dumps({k: v for k, v in props.items() if k != "UserSecretArn"})
+    [function] = [f for f in template.find_resources("AWS::Lambda::Function").values()
+                  if "slurmdbd" in f["Properties"].get("Description", "")]
+    assert function["Properties"]["Runtime"].startswith("python3.")
+    [policy] = [p for p in template.find_resources("AWS::IAM::ManagedPolicy").values()
+                if "rds-data:ExecuteStatement" in json.dumps(p)]
+    actions = {s["Action"] for s in policy["Properties"]["PolicyDocument"]["Statement"] if isinstance(s["Action"], str)}
+    assert {"rds-data:ExecuteStatement", "secretsmanager:GetSecretValue"} <= actions
 
 
 def test_only_the_cluster_security_group_reaches_mysql(accounting: Synthesized):
@@ -68,7 +88,7 @@ def test_only_the_cluster_security_group_reaches_mysql(accounting: Synthesized):
 def test_cluster_config_gets_the_database_settings(accounting: Synthesized):
     [cluster] = accounting.template("ClusterStack").find_resources("Custom::PclusterCluster").values()
     database = cluster["Properties"]["ClusterConfiguration"]["Scheduling"]["SlurmSettings"]["Database"]
-    assert database["UserName"] == "slurm_admin"
+    assert database["UserName"] == "slurm" and database["DatabaseName"] == "slurm_acct_db"
     assert database["Uri"]["Fn::Join"][1][1] == ":3306"
     assert "Password" in database["PasswordSecretArn"]["Fn::GetStackOutput"]["OutputName"]
     outputs = accounting.template("PrereqStack").to_json()["Outputs"]

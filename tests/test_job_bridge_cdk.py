@@ -12,12 +12,12 @@ import pytest
 from aws_cdk.assertions import Match
 
 from job_bridge.client import JobBridgeError, JobStore
-from tests.conftest import Synthesized, synth
+from tests.conftest import BRIDGE, Synthesized, synth
 
 
 @pytest.fixture(scope="module")
 def bridged() -> Synthesized:
-    return synth(job_bridge=True)
+    return synth(**BRIDGE)
 
 
 def cluster_config(app: Synthesized) -> dict:
@@ -38,30 +38,63 @@ def test_rule_matches_state_file_uploads_in_the_data_bucket(bridged: Synthesized
     assert pattern["detail"]["object"]["key"] == [{"wildcard": "jobs/*/job-aws-stat.txt"}]
 
 
-def test_target_is_run_command_on_the_head_node(bridged: Synthesized):
+def test_target_is_a_fixed_command_on_the_head_node_given_only_the_key(bridged: Synthesized):
     template = bridged.template("ClusterStack")
     [rule] = template.find_resources("AWS::Events::Rule").values()
     [target] = rule["Properties"]["Targets"]
-    assert "document/AWS-RunShellScript" in json.dumps(target["Arn"])
+    [(document_id, document)] = [(k, d) for k, d in template.find_resources("AWS::SSM::Document").items()
+                                 if "submit" in json.dumps(d)]
+    assert {"Ref": document_id} in target["Arn"]["Fn::Join"][1]  # our document, not AWS-RunShellScript
+    assert "AWS-RunShellScript" not in json.dumps(template.to_json())
     [instance_target] = target["RunCommandParameters"]["RunCommandTargets"]
     assert instance_target["Key"] == "InstanceIds"
     assert instance_target["Values"][0]["Fn::GetAtt"][1] == "headNode.instanceId"
-    assert json.loads(target["Input"]) == {"commands": ["/opt/job-bridge/job_bridge.sh submit"],
-                                           "executionTimeout": ["600"]}
+    assert target["InputTransformer"] == {"InputPathsMap": {"key": "$.detail.object.key"},
+                                          "InputTemplate": '{"Key": [<key>]}'}
+    content = document["Properties"]["Content"]
+    assert content["mainSteps"][0]["inputs"]["runCommand"] == ["/opt/job-bridge/job_bridge.sh submit --key '{{Key}}'"]
+    pattern = re.compile(content["parameters"]["Key"]["allowedPattern"])
+    assert pattern.match("jobs/job0001/job-aws-stat.txt")
+    for key in ("jobs/a b/job-aws-stat.txt", "jobs/team/x/job-aws-stat.txt", "jobs/x/job-aws-stat.txt'; reboot #",
+                "other/x/job-aws-stat.txt"):
+        assert not pattern.match(key), key
 
 
-def test_eventbridge_may_send_that_command_and_nothing_else(bridged: Synthesized):
+def test_eventbridge_may_send_that_document_and_nothing_else(bridged: Synthesized):
     template = bridged.template("ClusterStack")
     roles = {k: r for k, r in template.find_resources("AWS::IAM::Role").items()
              if r["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {
                  "Service": "events.amazonaws.com"}}
-    [role_id] = roles
-    [policy] = [p for p in template.find_resources("AWS::IAM::Policy").values()
-                if p["Properties"]["Roles"] == [{"Ref": role_id}]]
+    [(role_id, role)] = roles.items()
+    [trust] = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert set(trust["Condition"]) == {"StringEquals", "ArnEquals"}
+    assert trust["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+    assert "rule/hpc-cluster-job-bridge" in json.dumps(trust["Condition"]["ArnEquals"]["aws:SourceArn"])
+    policies = [p for kind in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy")
+                for p in template.find_resources(kind).values() if p["Properties"].get("Roles") == [{"Ref": role_id}]]
+    [policy] = policies  # one policy, of one statement
     [statement] = policy["Properties"]["PolicyDocument"]["Statement"]
     assert statement["Action"] == "ssm:SendCommand"
     resources = json.dumps(statement["Resource"])
-    assert "document/AWS-RunShellScript" in resources and "instance/" in resources and '"*"' not in resources
+    assert ":document/" in resources and "instance/" in resources and '"*"' not in resources
+
+
+def test_only_named_roles_and_the_clusters_nodes_may_write_jobs(bridged: Synthesized):
+    [policy] = [p for p in bridged.template("PrereqStack").find_resources("AWS::S3::BucketPolicy").values()
+                if p["Properties"]["Bucket"]["Ref"].startswith("DataBucketBD")]
+    [deny] = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s.get("Sid") == "JobBridgeWritersOnly"]
+    assert deny["Effect"] == "Deny" and deny["Principal"] == {"AWS": "*"} and deny["Action"] == "s3:PutObject"
+    assert deny["Resource"]["Fn::Join"][1][-1] == "/jobs/*"
+    allowed = deny["Condition"]["ArnNotLike"]["aws:PrincipalArn"]
+    assert allowed[0] == "arn:aws:iam::123456789012:role/onprem-submitter"
+    assert "role/parallelcluster/hpc-cluster/*" in json.dumps(allowed[1])
+
+
+def test_the_bridge_needs_its_submitters_and_never_runs_jobs_as_root():
+    from tests.test_cluster_stack import build_error
+
+    assert "context 'job_bridge_submitters' = []: is empty" in build_error(job_bridge=True)
+    assert "would run every uploaded job as root" in build_error(**BRIDGE, job_bridge_user="root")
 
 
 def test_cluster_config_gets_list_and_write_access_and_the_epilog(bridged: Synthesized):
@@ -91,14 +124,15 @@ def test_installed_by_an_ssm_association_not_a_node_action(bridged: Synthesized)
     assert props["Targets"][0]["Values"][0]["Fn::GetAtt"][1] == "headNode.instanceId"
     assert re.fullmatch(r"[0-9a-f]{16}/job_bridge\.sh", props["Parameters"]["ScriptKey"][0])
     assert props["Parameters"]["Prefix"] == ["jobs/"] and props["Parameters"]["User"] == ["ubuntu"]
-    [document] = bridged.template("ClusterStack").find_resources("AWS::SSM::Document").values()
+    [document] = [d for d in bridged.template("ClusterStack").find_resources("AWS::SSM::Document").values()
+                  if "install" in json.dumps(d)]
     content = document["Properties"]["Content"]
     assert all("allowedPattern" in p for p in content["parameters"].values())
     assert "install '{{Bucket}}' '{{Prefix}}' '{{User}}'" in " ".join(content["mainSteps"][0]["inputs"]["runCommand"])
 
 
 def test_prefix_and_user_from_context():
-    app = synth(job_bridge=True, job_bridge_prefix="onprem/batch/", job_bridge_user="hpcuser")
+    app = synth(**BRIDGE, job_bridge_prefix="onprem/batch/", job_bridge_user="hpcuser")
     [association] = app.template("ClusterStack").find_resources("AWS::SSM::Association").values()
     assert association["Properties"]["Parameters"]["Prefix"] == ["onprem/batch/"]
     assert association["Properties"]["Parameters"]["User"] == ["hpcuser"]
@@ -164,3 +198,19 @@ def test_client_without_credentials(capsys, no_aws_credentials):
 
     assert job_client.main(["--region", "us-east-1", "--bucket", "b", "status", "j"]) == 1
     assert capsys.readouterr().err.startswith("error: no AWS credentials found")
+
+
+@pytest.mark.parametrize("key", ["../escaped.txt", "sub/../../escaped.txt", "/etc/cron.d/x"])
+def test_fetch_refuses_keys_that_leave_the_destination(store: JobStore, tmp_path: Path, key: str):
+    store.s3.put_object(Bucket="data-bucket", Key="jobs/j/result.txt", Body=b"ok")
+    store.s3.put_object(Bucket="data-bucket", Key=f"jobs/j/{key}", Body=b"evil")
+    with pytest.raises(JobBridgeError, match="would be written outside"):
+        store.fetch("j", tmp_path / "dest", stream=io.StringIO())
+    assert not (tmp_path / "escaped.txt").exists() and not (tmp_path / "dest").exists()
+
+
+def test_status_of_a_failed_job_gives_slurms_reason(store: JobStore):
+    store.s3.put_object(Bucket="data-bucket", Key="jobs/j/job-aws-stat.txt", Body=b"JOB_FAILED\n")
+    store.s3.put_object(Bucket="data-bucket", Key="jobs/j/job-aws-reason.txt",
+                        Body=b"Slurm job 7: CANCELLED (reason: None)\n")
+    assert store.status("j")["reason"] == "Slurm job 7: CANCELLED (reason: None)"

@@ -1,16 +1,22 @@
-"""The job bridge for real: Debian's Slurm (munged + slurmctld + slurmd on localhost, the epilog set
-in slurm.conf as the cluster config sets it) and S3 served by moto on loopback.
+"""The job bridge for real: Debian's Slurm (munged + slurmctld + slurmd on localhost, the epilog set in
+slurm.conf as the cluster config sets it), S3 served by moto on loopback, and jobs run by a non-root
+job user, as on a head node. The submitter runs as SSM Run Command runs it (root, `submit --key`),
+the sweep as its timer does.
 
-A job folder goes up with the client, the submitter runs as SSM Run Command would run it, Slurm
-runs the job, the epilog writes the results and the final state back, the client fetches them.
+Half of these tests are attacks and faults (issue 11): a job that plants symlinks, a job of another
+user named after a victim, cancellations, a submitter killed mid-way, a failed download, odd names.
 """
 
 from __future__ import annotations
 
 import os
+import pwd
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -23,10 +29,19 @@ from tests.local_slurm import LocalSlurm, free_port, missing_tools, wait_for
 
 SCRIPT = REPO_ROOT / "scripts" / "node_actions" / "job_bridge.sh"
 BUCKET, PREFIX = "data-bucket", "jobs/"
-missing = missing_tools("munged", "slurmctld", "slurmd", "sbatch", "squeue")
+JOB_USER, OTHER_USER = "jbridgeuser", "jbridgeother"
+missing = missing_tools("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scancel", "useradd", "runuser")
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     bool(missing) or os.geteuid() != 0,
     reason=f"needs Debian's slurm-wlm and munge and root (missing: {missing}); `make test` installs them as root")]
+
+
+def ensure_user(name: str) -> int:
+    try:
+        return pwd.getpwnam(name).pw_uid
+    except KeyError:
+        subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", name], check=True, capture_output=True)
+        return pwd.getpwnam(name).pw_uid
 
 
 @pytest.fixture(scope="module")
@@ -46,32 +61,41 @@ def s3_endpoint() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory, s3_endpoint: str) -> Iterator[dict[str, str]]:
-    """A one-node Slurm cluster with the job bridge installed as on a head node."""
-    base = tmp_path_factory.mktemp("slurm")
-    for sub in ("work", "journal", "root"):
+def cluster(s3_endpoint: str) -> Iterator[dict[str, str]]:
+    """A one-node Slurm cluster with the job bridge installed as on a head node; jobs run as JOB_USER."""
+    uid = ensure_user(JOB_USER)
+    ensure_user(OTHER_USER)
+    base = Path(tempfile.mkdtemp(prefix="job-bridge-"))
+    base.chmod(0o755)  # the job user reaches its work folder below, as /home/<user> on a head node
+    for sub in ("journal", "root", "home"):
         (base / sub).mkdir()
+    (base / "home").chmod(0o755)
+    work = base / "home" / JOB_USER
+    work.mkdir()
+    shutil.chown(work, JOB_USER, JOB_USER)
     root = base / "root"
-    subprocess.run(["bash", str(SCRIPT), "install", BUCKET, PREFIX, "root"], env={**os.environ, "ROOT": str(root)},
+    subprocess.run(["bash", str(SCRIPT), "install", BUCKET, PREFIX, JOB_USER], env={**os.environ, "ROOT": str(root)},
                    check=True, capture_output=True)
     conf = root / "etc" / "job-bridge.conf"
     with conf.open("a") as extra:  # what a test needs beyond a head node: where S3 and Slurm are
-        extra.write(f"WORK_ROOT={base}/work\nSPOOL={base}/journal\nLOCK={base}/bridge.lock\n"
-                    f"SBATCH=/usr/bin/sbatch\nSQUEUE=/usr/bin/squeue\nexport SLURM_CONF={base}/slurm.conf\n"
+        extra.write(f"WORK_ROOT={work}/job-aws\nSPOOL={base}/journal\nLOCK={base}/bridge.lock\nFINALIZE_WAIT=60\n"
+                    f"SBATCH=/usr/bin/sbatch\nSQUEUE=/usr/bin/squeue\nSCONTROL=/usr/bin/scontrol\n"
+                    f"export SLURM_CONF={base}/slurm.conf\n"
                     f"export AWS_ENDPOINT_URL={s3_endpoint} AWS_DEFAULT_REGION=us-east-1 "
                     f"AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing\n"
                     f"export PATH={Path(sys.executable).parent}:$PATH\n")
     slurm = LocalSlurm(base)
     # The epilog is set as the cluster config sets it (CustomSlurmSettings: EpilogSlurmctld).
-    slurm.write_conf(f"JobAcctGatherType=jobacct_gather/none\nMinJobAge=600\n"
+    slurm.write_conf(f"JobAcctGatherType=jobacct_gather/none\nMinJobAge=600\nKillWait=2\n"
                      f"EpilogSlurmctld={root}/opt/job-bridge/epilog")
     try:
         slurm.start_munge()
         slurm.start_slurm()
-        yield {"conf": str(conf), "slurm_conf": str(slurm.conf), "work": str(base / "work"),
-               "journal": str(base / "journal"), "logs": str(base / "log")}
+        yield {"conf": str(conf), "slurm_conf": str(slurm.conf), "work": str(work / "job-aws"), "uid": str(uid),
+               "journal": str(base / "journal"), "base": str(base)}
     finally:
         slurm.stop()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture
@@ -81,10 +105,18 @@ def store(s3_endpoint: str) -> JobStore:
     return JobStore(s3, BUCKET, PREFIX)
 
 
-def trigger(cluster: dict[str, str], **env: str) -> subprocess.CompletedProcess[str]:
-    """What the EventBridge rule makes SSM Run Command do on the head node."""
-    return subprocess.run(["bash", str(SCRIPT), "submit"], env={**os.environ, "JOB_BRIDGE_CONF": cluster["conf"], **env},
-                          capture_output=True, text=True, timeout=120)
+def bridge(cluster: dict[str, str], *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", str(SCRIPT), *args], env={**os.environ, "JOB_BRIDGE_CONF": cluster["conf"], **env},
+                          capture_output=True, text=True, timeout=180)
+
+
+def trigger(cluster: dict[str, str], name: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """What the EventBridge rule makes SSM Run Command do on the head node for this upload."""
+    return bridge(cluster, "submit", "--key", f"{PREFIX}{name}/job-aws-stat.txt", **env)
+
+
+def sweep(cluster: dict[str, str], **env: str) -> subprocess.CompletedProcess[str]:
+    return bridge(cluster, "sweep", **env)
 
 
 def job_folder(tmp_path: Path, name: str, script: str) -> Path:
@@ -95,59 +127,102 @@ def job_folder(tmp_path: Path, name: str, script: str) -> Path:
     return folder
 
 
-def final_state(store: JobStore, name: str) -> str:
+def submit(store: JobStore, tmp_path: Path, name: str, script: str) -> None:
+    store.submit(job_folder(tmp_path, name, script), stream=open(os.devnull, "w"))
+
+
+def final_state(store: JobStore, name: str, timeout: float = 120) -> str:
     def done():
         """a final state"""
         state = store.status(name)["state"]
         return state if state in ("JOB_COMPLETE", "JOB_FAILED", "JOB_ERROR") else None
-    return wait_for(done)
+    return wait_for(done, timeout=timeout)
+
+
+def slurm(cluster: dict[str, str], *args: str) -> str:
+    return subprocess.run(list(args), capture_output=True, text=True, check=True,
+                          env={**os.environ, "SLURM_CONF": cluster["slurm_conf"]}).stdout
 
 
 def jobs_named(cluster: dict[str, str], name: str) -> list[str]:
-    out = subprocess.run(["squeue", "-h", "--states=all", f"--name=jb-{name}", "-o", "%i"], capture_output=True,
-                         text=True, env={**os.environ, "SLURM_CONF": cluster["slurm_conf"]}).stdout
-    return out.split()
+    return slurm(cluster, "squeue", "-h", "--states=all", f"--name=jb-{name}", "-o", "%i").split()
 
 
-def test_submit_run_epilog_fetch(cluster, store, tmp_path: Path):
-    folder = job_folder(tmp_path, "job0001", 'echo "answer $(( $(cat input.txt) * 2 ))" > result.txt\n')
-    assert store.submit(folder, stream=open(os.devnull, "w")) == "job0001"
+def s3_text(store: JobStore, name: str, file: str) -> str | None:
+    return store.read(name, file)
+
+
+def user_program(cluster: dict[str, str], name: str, text: str) -> Path:
+    """A program the job user may run (sbatch runs as the job user): in the cluster's 0755 directory."""
+    path = Path(cluster["base"]) / f"{name}-{time.monotonic_ns()}"
+    path.write_text(text)
+    path.chmod(0o755)
+    return path
+
+
+def conf_with(cluster: dict[str, str], tmp_path: Path, **settings: str) -> str:
+    conf = tmp_path / f"bridge-{time.monotonic_ns()}.conf"
+    conf.write_text(Path(cluster["conf"]).read_text() + "".join(f"{k}={v}\n" for k, v in settings.items()))
+    return str(conf)
+
+
+def crash_submitter_after(cluster: dict[str, str], tmp_path: Path, name: str, sbatch_first: bool) -> None:
+    """Runs the submitter with an sbatch that (optionally) submits, then lets the test kill the whole
+    submitter with SIGKILL, as a crash of the head node's Run Command would."""
+    marker = Path(tempfile.gettempdir()) / f"job-bridge-crash-{time.monotonic_ns()}"  # the job user may write it
+    submit_line = '/usr/bin/sbatch "$@"\n' if sbatch_first else ""
+    program = user_program(cluster, "sbatch-crash", f"#!/bin/bash\n{submit_line}touch {marker}\nsleep 60\n")
+    conf = conf_with(cluster, tmp_path, SBATCH=str(program))
+    submitter = subprocess.Popen(["bash", str(SCRIPT), "submit", "--key", f"{PREFIX}{name}/job-aws-stat.txt"],
+                                 env={**os.environ, "JOB_BRIDGE_CONF": conf}, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL, start_new_session=True)
+    wait_for(marker.exists, timeout=60)
+    marker.unlink()
+    os.killpg(submitter.pid, signal.SIGKILL)
+    assert submitter.wait(timeout=30) == -signal.SIGKILL
+
+
+# -- what users rely on ------------------------------------------------------------------------------
+def test_submit_run_epilog_fetch_as_the_job_user(cluster, store, tmp_path: Path):
+    submit(store, tmp_path, "job0001", 'echo "answer $(( $(cat input.txt) * 2 )) from $(id -un)" > result.txt\n')
     assert store.status("job0001")["state"] == "FILE_UPLOAD"
-    result = trigger(cluster)
+    result = trigger(cluster, "job0001")
     assert result.returncode == 0, result.stderr
-    assert "job0001: submitted as job" in result.stderr
+    assert "job0001: JOB_SUBMIT" in result.stderr
     assert final_state(store, "job0001") == "JOB_COMPLETE"
     status = store.status("job0001")
     assert status["slurm job id"] == jobs_named(cluster, "job0001")[0]
-    files = store.fetch("job0001", tmp_path / "back", stream=open(os.devnull, "w"))
-    assert (tmp_path / "back" / "result.txt").read_text() == "answer 42\n"
-    assert {f.name for f in files} >= {"result.txt", "input.txt", "job-aws-run.sh", "job-aws-stat.txt"}
+    store.fetch("job0001", tmp_path / "back", stream=open(os.devnull, "w"))
+    assert (tmp_path / "back" / "result.txt").read_text() == f"answer 42 from {JOB_USER}\n"
+    assert Path(cluster["work"], "job0001", "result.txt").stat().st_uid == int(cluster["uid"])
 
 
 def test_duplicate_and_concurrent_triggers_submit_once(cluster, store, tmp_path: Path):
-    store.submit(job_folder(tmp_path, "job0002", "sleep 2; echo done > result.txt\n"), stream=open(os.devnull, "w"))
+    submit(store, tmp_path, "job0002", "sleep 2; echo done > result.txt\n")
     env = {**os.environ, "JOB_BRIDGE_CONF": cluster["conf"]}
-    together = [subprocess.Popen(["bash", str(SCRIPT), "submit"], env=env, stderr=subprocess.PIPE)
-                for _ in range(3)]
+    key = f"{PREFIX}job0002/job-aws-stat.txt"
+    together = [subprocess.Popen(["bash", str(SCRIPT), "submit", "--key", key], env=env, stderr=subprocess.PIPE)
+                for _ in range(3)] + [subprocess.Popen(["bash", str(SCRIPT), "sweep"], env=env, stderr=subprocess.PIPE)]
     assert all(p.wait(timeout=120) == 0 for p in together)
-    assert trigger(cluster).returncode == 0  # a late duplicate event
+    assert trigger(cluster, "job0002").returncode == 0  # a late duplicate event
     assert final_state(store, "job0002") == "JOB_COMPLETE"
-    assert trigger(cluster).returncode == 0  # the epilog's own state write fires the rule again
+    assert trigger(cluster, "job0002").returncode == 0  # the state writes fire the rule again
+    assert sweep(cluster).returncode == 0
     assert len(jobs_named(cluster, "job0002")) == 1
 
 
-def test_failing_job_is_marked_failed_with_its_output(cluster, store, tmp_path: Path):
-    store.submit(job_folder(tmp_path, "job0003", "echo partial > result.txt\nexit 3\n"), stream=open(os.devnull, "w"))
-    trigger(cluster)
+def test_failing_job_is_marked_failed_with_its_output_and_reason(cluster, store, tmp_path: Path):
+    submit(store, tmp_path, "job0003", "echo partial > result.txt\nexit 3\n")
+    trigger(cluster, "job0003")
     assert final_state(store, "job0003") == "JOB_FAILED"
+    assert "FAILED" in s3_text(store, "job0003", "job-aws-reason.txt")
     store.fetch("job0003", tmp_path / "back3", stream=open(os.devnull, "w"))
     assert (tmp_path / "back3" / "result.txt").read_text() == "partial\n"
 
 
 def test_sbatch_error_is_visible(cluster, store, tmp_path: Path):
-    store.submit(job_folder(tmp_path, "job0004", "#SBATCH --partition=no-such-partition\necho hi\n"),
-                 stream=open(os.devnull, "w"))
-    trigger(cluster)
+    submit(store, tmp_path, "job0004", "#SBATCH --partition=no-such-partition\necho hi\n")
+    trigger(cluster, "job0004")
     status = store.status("job0004")
     assert status["state"] == "JOB_ERROR"
     assert "sbatch failed" in status["error"] and "invalid partition" in status["error"].lower()
@@ -155,27 +230,167 @@ def test_sbatch_error_is_visible(cluster, store, tmp_path: Path):
 
 
 def test_crash_between_sbatch_and_state_write_does_not_submit_twice(cluster, store, tmp_path: Path):
-    store.submit(job_folder(tmp_path, "job0005", "sleep 1; echo ok > result.txt\n"), stream=open(os.devnull, "w"))
-    crashing = tmp_path / "sbatch-then-crash"
-    # Submits for real, then kills the whole submitter before it can record anything.
-    crashing.write_text('#!/bin/bash\n/usr/bin/sbatch "$@"\nkill -KILL -- -"$(ps -o pgid= $$ | tr -d " ")"\n')
-    crashing.chmod(0o755)
-    env = {**os.environ, "JOB_BRIDGE_CONF": cluster["conf"]}
-    conf_with_crash = tmp_path / "crash.conf"
-    conf_with_crash.write_text(Path(cluster["conf"]).read_text() + f"SBATCH={crashing}\n")
-    crashed = subprocess.run(["bash", str(SCRIPT), "submit"], env={**env, "JOB_BRIDGE_CONF": str(conf_with_crash)},
-                             capture_output=True, text=True, start_new_session=True, timeout=120)
-    assert crashed.returncode == -signal.SIGKILL
+    submit(store, tmp_path, "job0005", "sleep 1; echo ok > result.txt\n")
+    crash_submitter_after(cluster, tmp_path, "job0005", sbatch_first=True)
     assert store.status("job0005")["state"] == "FILE_UPLOAD"  # nothing recorded in S3
-    assert trigger(cluster).returncode == 0  # the next event recovers from the journal and squeue
+    assert sweep(cluster).returncode == 0  # the next run recovers the job by its upload's comment
     assert final_state(store, "job0005") == "JOB_COMPLETE"
     assert len(jobs_named(cluster, "job0005")) == 1
 
 
-def test_odd_folder_names_are_rejected_clearly(cluster, store):
-    store.s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}my job/job-aws-run.sh", Body=b"#!/bin/bash\necho hi\n")
-    store.s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}my job/job-aws-stat.txt", Body=b"FILE_UPLOAD\n")
-    assert trigger(cluster).returncode == 0
-    status = store.status("my job")
-    assert status["state"] == "JOB_ERROR"
-    assert "job folder name 'my job' is not allowed" in status["error"]
+# -- attacks: root on the head node --------------------------------------------------------------------
+def test_a_symlink_in_the_work_folder_never_makes_root_write_through_it(cluster, store, tmp_path: Path):
+    root_only = tmp_path / "root-only"  # stands for /etc/cron.d
+    root_only.mkdir()
+    root_only.chmod(0o755)
+    submit(store, tmp_path, "job0006", f"ln -s {root_only} sub\n")
+    trigger(cluster, "job0006")
+    final_state(store, "job0006")
+    # The same folder again, now with a file under sub/: the download must not follow the job's link.
+    store.s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}job0006/sub/evil", Body=b"* * * * * root touch /pwned\n")
+    store.s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}job0006/job-aws-stat.txt", Body=b"FILE_UPLOAD\n")
+    trigger(cluster, "job0006")
+    assert final_state(store, "job0006") == "JOB_ERROR"
+    assert "could not copy the job folder" in store.status("job0006")["error"]
+    assert not (root_only / "evil").exists()
+
+
+def test_a_work_root_replaced_by_a_symlink_is_refused(cluster, store, tmp_path: Path):
+    work = Path(cluster["work"])
+    moved = work.with_name("job-aws.real")
+    work.rename(moved)
+    decoy = tmp_path / "decoy"
+    decoy.mkdir()
+    work.symlink_to(decoy)
+    try:
+        submit(store, tmp_path, "job0007", "echo hi\n")
+        trigger(cluster, "job0007")
+        status = store.status("job0007")
+        assert status["state"] == "JOB_ERROR" and "is a symbolic link: refusing to use it" in status["error"]
+        assert list(decoy.iterdir()) == []
+    finally:
+        work.unlink()
+        moved.rename(work)
+
+
+def test_results_never_include_what_the_job_user_cannot_read(cluster, store, tmp_path: Path):
+    secret = tmp_path / "munge.key"  # root-only, as /etc/munge/munge.key
+    secret.write_text("root secret\n")
+    secret.chmod(0o600)
+    submit(store, tmp_path, "job0008", f"ln -s {secret} leak.txt\nln -s /nowhere dangling\nmkfifo pipe\n"
+                                       "echo ok > result.txt\n")
+    trigger(cluster, "job0008")
+    assert final_state(store, "job0008") == "JOB_COMPLETE"  # a dangling link and a FIFO do not block the end
+    keys = {o["Key"].split("/", 2)[2] for o in store.names_in("job0008")}
+    assert "result.txt" in keys and not {"leak.txt", "dangling", "pipe"} & keys
+    assert not any(b"root secret" in store.s3.get_object(Bucket=BUCKET, Key=o["Key"])["Body"].read()
+                   for o in store.names_in("job0008"))
+
+
+def test_the_installer_refuses_root_as_the_job_user(tmp_path: Path):
+    result = subprocess.run(["bash", str(SCRIPT), "install", BUCKET, PREFIX, "root"],
+                            env={**os.environ, "ROOT": str(tmp_path)}, capture_output=True, text=True)
+    assert result.returncode == 2 and "jobs must not run as root" in result.stderr
+    assert not (tmp_path / "etc" / "job-bridge.conf").exists()
+
+
+# -- attacks and faults: state integrity -----------------------------------------------------------------
+def test_another_users_job_named_after_a_folder_does_not_end_it(cluster, store, tmp_path: Path):
+    submit(store, tmp_path, "job0009", "sleep 8; echo mine > result.txt\n")
+    trigger(cluster, "job0009")
+    forged = subprocess.run(["runuser", "-u", OTHER_USER, "--", "sbatch", "--parsable", "--job-name=jb-job0009",
+                             "--chdir=/tmp", "--wrap", "echo forged"], capture_output=True, text=True,
+                            env={**os.environ, "SLURM_CONF": cluster["slurm_conf"]}, check=True)
+    forged_id = forged.stdout.strip()
+    wait_for(lambda: "COMPLETED" in slurm(cluster, "squeue", "-h", "--states=all", "-j", forged_id, "-o", "%T"))
+    time.sleep(2)
+    assert store.status("job0009")["state"] == "JOB_SUBMIT"  # the forged job's epilog changed nothing
+    assert final_state(store, "job0009") == "JOB_COMPLETE"
+    store.fetch("job0009", tmp_path / "back9", stream=open(os.devnull, "w"))
+    assert (tmp_path / "back9" / "result.txt").read_text() == "mine\n"
+
+
+def test_cancelling_a_running_job_ends_it_as_failed_with_slurms_reason(cluster, store, tmp_path: Path):
+    submit(store, tmp_path, "job0010", "echo started > result.txt\nsleep 120\n")
+    trigger(cluster, "job0010")
+    [job_id] = jobs_named(cluster, "job0010")
+    wait_for(lambda: "RUNNING" in slurm(cluster, "squeue", "-h", "-j", job_id, "-o", "%T"))
+    slurm(cluster, "scancel", job_id)
+    assert final_state(store, "job0010") == "JOB_FAILED"
+    assert "CANCELLED" in s3_text(store, "job0010", "job-aws-reason.txt")
+
+
+def test_cancelling_a_pending_job_is_settled_by_the_sweep(cluster, store, tmp_path: Path):
+    submit(store, tmp_path, "job0011", "#SBATCH --begin=now+3600\necho never\n")
+    trigger(cluster, "job0011")
+    [job_id] = jobs_named(cluster, "job0011")
+    slurm(cluster, "scancel", job_id)  # no epilog runs for a job that never started
+    wait_for(lambda: "CANCELLED" in slurm(cluster, "squeue", "-h", "--states=all", "-j", job_id, "-o", "%T"))
+    assert store.status("job0011")["state"] == "JOB_SUBMIT"
+    assert sweep(cluster).returncode == 0
+    assert store.status("job0011")["state"] == "JOB_FAILED"
+    assert "CANCELLED" in s3_text(store, "job0011", "job-aws-reason.txt")
+
+
+def test_a_job_faster_than_its_submitter_never_goes_back_to_job_submit(cluster, store, tmp_path: Path):
+    # The job runs and ends before sbatch returns to the submitter.
+    slow = user_program(cluster, "sbatch-slow", '#!/bin/bash\nid=$(/usr/bin/sbatch "$@")\nsleep 6\necho "$id"\n')
+    submit(store, tmp_path, "job0012", "echo quick > result.txt\n")
+    result = subprocess.run(["bash", str(SCRIPT), "submit", "--key", f"{PREFIX}job0012/job-aws-stat.txt"],
+                            env={**os.environ, "JOB_BRIDGE_CONF": conf_with(cluster, tmp_path, SBATCH=str(slow))},
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert final_state(store, "job0012") == "JOB_COMPLETE"
+    time.sleep(1)
+    assert store.status("job0012")["state"] == "JOB_COMPLETE"
+
+
+def test_a_new_upload_of_a_finished_folder_is_a_new_submission_even_after_a_crash(cluster, store, tmp_path: Path):
+    submit(store, tmp_path, "job0013", "echo first > result.txt\n")
+    trigger(cluster, "job0013")
+    assert final_state(store, "job0013") == "JOB_COMPLETE"
+    [first] = jobs_named(cluster, "job0013")
+    store.s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}job0013/job-aws-stat.txt", Body=b"FILE_UPLOAD\n")
+    crash_submitter_after(cluster, tmp_path, "job0013", sbatch_first=False)
+    assert sweep(cluster).returncode == 0  # recovery: no job carries this upload's comment, so submit it
+    assert final_state(store, "job0013") == "JOB_COMPLETE"
+    ids = jobs_named(cluster, "job0013")
+    assert len(ids) == 2 and store.status("job0013")["slurm job id"] == ids[1] != first
+
+
+def test_a_failed_download_is_not_submitted(cluster, store, tmp_path: Path):
+    failing = tmp_path / "aws"  # the CLI fails to download (disk full), and works otherwise
+    failing.write_text(f'#!/bin/bash\nif [[ "$1 $2" == "s3 sync" && "$3" == s3://* ]]; then\n'
+                       f'  echo "[Errno 28] No space left on device" >&2; exit 1\nfi\nexec {shutil.which("aws")} "$@"\n')
+    failing.chmod(0o755)
+    submit(store, tmp_path, "job0014", "echo hi\n")
+    subprocess.run(["bash", str(SCRIPT), "submit", "--key", f"{PREFIX}job0014/job-aws-stat.txt"],
+                   env={**os.environ, "JOB_BRIDGE_CONF": conf_with(cluster, tmp_path, AWS=str(failing))},
+                   capture_output=True, timeout=120)
+    status = store.status("job0014")
+    assert status["state"] == "JOB_ERROR" and "No space left on device" in status["error"]
+    assert jobs_named(cluster, "job0014") == []
+
+
+@pytest.mark.parametrize("name", ["my job", "team/x", "tab\there"])
+def test_odd_folder_names_get_job_error_from_the_sweep(cluster, store, name: str):
+    store.s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}{name}/job-aws-run.sh", Body=b"#!/bin/bash\necho hi\n")
+    store.s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}{name}/job-aws-stat.txt", Body=b"FILE_UPLOAD\n")
+    assert sweep(cluster).returncode == 0
+    state = store.s3.get_object(Bucket=BUCKET, Key=f"{PREFIX}{name}/job-aws-stat.txt")["Body"].read().decode()
+    assert state.strip() == "JOB_ERROR"
+    error = store.s3.get_object(Bucket=BUCKET, Key=f"{PREFIX}{name}/job-aws-sbatch.out")["Body"].read().decode()
+    assert f"job folder name '{name}' is not allowed" in error
+
+
+def test_the_sweep_reads_no_folder_it_has_seen(cluster, store, tmp_path: Path):
+    """Finished folders cost the sweep nothing: one listing, no object read per folder."""
+    counting = tmp_path / "aws"
+    calls = tmp_path / "calls"
+    counting.write_text(f'#!/bin/bash\necho "$1 $2" >> {calls}\nexec {shutil.which("aws")} "$@"\n')
+    counting.chmod(0o755)
+    env = {**os.environ, "JOB_BRIDGE_CONF": conf_with(cluster, tmp_path, AWS=str(counting))}
+    assert subprocess.run(["bash", str(SCRIPT), "sweep"], env=env, capture_output=True, timeout=120).returncode == 0
+    calls.unlink(missing_ok=True)
+    assert subprocess.run(["bash", str(SCRIPT), "sweep"], env=env, capture_output=True, timeout=120).returncode == 0
+    assert calls.read_text().splitlines() == ["s3api list-objects-v2"]

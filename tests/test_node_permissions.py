@@ -10,7 +10,7 @@ import pytest
 
 from cluster_config import available_configs
 from cluster_config.simulation import Templates, simulate
-from tests.conftest import synth
+from tests.conftest import BRIDGE, synth
 from tests.corpus import _objects
 from tests.node_permissions import REGION, NodeRoles, cluster_templates, s3_arn
 
@@ -21,7 +21,7 @@ class Cluster:
     """A synthesized app with the job bridge, its simulated ids, and its node roles as ParallelCluster makes them."""
 
     def __init__(self, config: str) -> None:
-        app = synth(cluster_config=config, job_bridge=True, **CONTEXT.get(config, {}))
+        app = synth(cluster_config=config, **BRIDGE, **CONTEXT.get(config, {}))
         self.templates = {name: app.synthesis.template(name) for name in app.stacks}
         self.objects = _objects(app)
         simulation = simulate(self.templates, REGION, objects=self.objects)
@@ -73,3 +73,14 @@ def test_every_node_can_read_the_scripts_its_config_runs(cluster: Cluster):
             assert cluster.roles.allows(role, "s3:GetObject", s3_arn(bucket, key)), f"{role} cannot read {url}"
             checked += 1
     assert checked >= 2
+
+
+def test_the_data_buckets_job_writers_include_the_head_nodes_role_path(cluster: Cluster):
+    """The bucket policy lets role/parallelcluster/<cluster>/* write jobs: that is where ParallelCluster
+    puts the head node's role."""
+    [head] = [t["Resources"]["RoleHeadNode"] for t in cluster.roles.templates.values() if "RoleHeadNode" in t["Resources"]]
+    assert head["Properties"]["Path"] == "/parallelcluster/hpc-cluster/"
+    [policy] = [r for r in cluster.templates["PrereqStack"]["Resources"].values()
+                if r["Type"] == "AWS::S3::BucketPolicy" and r["Properties"]["Bucket"]["Ref"].startswith("DataBucketBD")]
+    [deny] = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s.get("Sid") == "JobBridgeWritersOnly"]
+    assert ":role/parallelcluster/hpc-cluster/*" in str(deny["Condition"]["ArnNotLike"]["aws:PrincipalArn"])

@@ -34,8 +34,14 @@ def test_workflow_installs_with_the_readme_command_and_posts_the_report():
     assert "make test" in runs
     assert any("scripts/pr_report.py --base-ref" in run for run in runs)
     assert any("gh pr comment" in run for run in runs)
-    account_diff = [s for s in steps if "cdk diff PrereqStack ClusterStack" in s.get("run", "")]
-    assert account_diff and account_diff[0]["if"] == "vars.AWS_ROLE_ARN != ''"  # only with a configured role
+    account_diff = [s for s in steps if "cdk diff --no-change-set PrereqStack ClusterStack" in s.get("run", "")]
+    # Only with a configured role, never for a fork's code, and comparing templates (no change set).
+    assert account_diff and account_diff[0]["if"] == ("vars.AWS_ROLE_ARN != '' && "
+                                                       "github.event.pull_request.head.repo.full_name == github.repository")
+    [credentials] = [s for s in steps if "configure-aws-credentials" in s.get("uses", "")]
+    assert credentials["if"] == account_diff[0]["if"]
+    slurm = [run for run in runs if "tests/test_job_bridge_slurm.py" in run]
+    assert slurm and slurm[0].lstrip().startswith("sudo -E")  # as root, as on a head node
 
 
 def write_assembly(app: Synthesized, directory: Path) -> Path:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from syrupy.extensions.json import JSONSnapshotExtension
 
-from tests.conftest import Synthesized, synth
+from tests.conftest import BRIDGE, Synthesized, synth
 
 
 @pytest.fixture
@@ -38,4 +38,4 @@ def test_prereq_stack_with_slurm_accounting(snapshot_json):
 
 
 def test_cluster_stack_with_job_bridge(snapshot_json):
-    assert reviewable(synth(job_bridge=True).template("ClusterStack").to_json()) == snapshot_json
+    assert reviewable(synth(**BRIDGE).template("ClusterStack").to_json()) == snapshot_json

@@ -13,7 +13,7 @@ from cluster_config import NODE_ACTIONS_DIR
 from cluster_config.node_actions import script_digest
 from lifecycle.update_preview import REPLACE_PATH, preview, to_markdown, to_terminal
 from settings.context import REPO_ROOT
-from tests.conftest import Synthesized, synth
+from tests.conftest import BRIDGE, Synthesized, synth
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +138,7 @@ def test_command_shows_a_script_edit_and_exits_0(base: dict, tmp_path: Path, mon
 
 
 def test_turning_the_job_bridge_on_and_off_is_an_in_place_update(base: dict):
-    bridged = target(job_bridge=True)
+    bridged = target(**BRIDGE)
     for before, after in ((base, bridged), (bridged, base)):
         result = preview(before, after)
         assert result.changes and not result.has_errors, to_terminal(result)

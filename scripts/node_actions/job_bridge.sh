@@ -2,34 +2,47 @@
 # On-premises job submission through S3 (seed 004), head-node side.
 #
 # An on-prem user uploads a job folder to s3://BUCKET/PREFIX<name>/ (with job-aws-run.sh, the Slurm
-# batch script) and then the state file job-aws-stat.txt containing FILE_UPLOAD. The upload fires an
-# EventBridge rule that runs `job_bridge.sh submit` here through SSM Run Command. When the job ends,
-# slurmctld runs `job_bridge.sh epilog` (EpilogSlurmctld), which copies the folder back to S3.
+# batch script), then the state file job-aws-stat.txt containing FILE_UPLOAD. The upload fires an
+# EventBridge rule that runs `job_bridge.sh submit --key <key>` here through SSM Run Command; a timer
+# runs `job_bridge.sh sweep` every minute for events that were missed. When a job ends, slurmctld runs
+# `job_bridge.sh epilog` (EpilogSlurmctld), which copies the results back; the final state comes from
+# Slurm's own record of the job.
 #
-# States in job-aws-stat.txt (seed 004's names, plus JOB_FAILED):
+# States in job-aws-stat.txt (seed 004's names, plus JOB_FAILED), and their order; a state is never
+# overwritten by an earlier one:
 #   FILE_UPLOAD   the user's request            JOB_SUBMIT    submitted; job-aws-jobid.txt has the id
 #   JOB_ERROR     not submitted; job-aws-sbatch.out says why
-#   JOB_COMPLETE  exit status 0, results in S3  JOB_FAILED    non-zero exit or signal, results in S3
+#   JOB_COMPLETE  Slurm says COMPLETED, results in S3
+#   JOB_FAILED    any other end (FAILED, CANCELLED, TIMEOUT, ...); job-aws-reason.txt says which
 #
-# Where the seed was fragile: one submitter at a time (flock); each upload (S3 object version) is
-# submitted at most once, recorded in a local journal before sbatch, so duplicate or concurrent
-# events and a crash between sbatch and the state write never submit twice; folder names other than
-# [A-Za-z0-9._-] are rejected with JOB_ERROR; results are uploaded before the final state is written;
-# jobs run as the cluster's user, not root; slurm.conf is not edited (the epilog is set through
-# the cluster config's CustomSlurmSettings).
+# Threat model (README "Job bridge"): anyone who may write under the prefix can run jobs as JOB_USER,
+# never as root. Root only reads S3 and local state it owns: job folders are downloaded into a
+# root-owned staging directory and handed over by JOB_USER itself; results are read by JOB_USER into
+# staging and uploaded without following symlinks (only regular files). A job is matched by the Slurm
+# job id recorded at submission and by its uid, never by its name; each submission is tied to one
+# upload of the state file (its ETag and time, in the job's comment), so a retry never adopts an
+# older job.
 #
 # Usage:
-#   job_bridge.sh install BUCKET PREFIX USER   OnNodeConfigured on the head node (idempotent)
-#   job_bridge.sh submit                       SSM Run Command, on every state-file upload
-#   job_bridge.sh epilog                       EpilogSlurmctld, through /opt/job-bridge/epilog
-# JOB_BRIDGE_CONF (default /etc/job-bridge.conf) and ROOT (install only) exist for tests.
+#   job_bridge.sh install BUCKET PREFIX USER   SSM association on the head node (idempotent)
+#   job_bridge.sh submit --key KEY             SSM Run Command, on each state-file upload
+#   job_bridge.sh sweep                        the timer: every state file, and every job in flight
+#   job_bridge.sh epilog JOB_NAME JOB_ID UID   EpilogSlurmctld, through /opt/job-bridge/epilog
+#   job_bridge.sh finalize JOB_ID              started by the epilog: waits for Slurm's final state
+# JOB_BRIDGE_CONF (default /etc/job-bridge.conf) and ROOT (install only) exist for tests; the conf may
+# set AWS, SBATCH, SQUEUE, SCONTROL, WORK_ROOT, SPOOL, LOCK and FINALIZE_WAIT.
 set -euo pipefail
+umask 077
 
 STATE_FILE=job-aws-stat.txt
 JOB_SCRIPT=job-aws-run.sh
 JOBID_FILE=job-aws-jobid.txt
 ERROR_FILE=job-aws-sbatch.out
+REASON_FILE=job-aws-reason.txt
 NAME_PATTERN='^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$'
+# The bridge's own files: never copied between the work folder and S3 (a stale copy would overwrite them).
+BRIDGE_FILES=("$STATE_FILE" "$JOBID_FILE" "$ERROR_FILE" "$REASON_FILE")
+FINAL_SLURM_STATES=" COMPLETED FAILED CANCELLED TIMEOUT OUT_OF_MEMORY NODE_FAIL PREEMPTED BOOT_FAIL DEADLINE "
 CONF="${JOB_BRIDGE_CONF:-/etc/job-bridge.conf}"
 
 log() { echo "job_bridge: $*" >&2; }
@@ -42,154 +55,370 @@ load_conf() {
   WORK_ROOT="${WORK_ROOT:-/home/$JOB_USER/job-aws}"
   SPOOL="${SPOOL:-/var/spool/job-bridge}"
   LOCK="${LOCK:-/var/lock/job-bridge.lock}"
+  AWS="${AWS:-aws}"
   SBATCH="${SBATCH:-/opt/slurm/bin/sbatch}"
   SQUEUE="${SQUEUE:-/opt/slurm/bin/squeue}"
+  SCONTROL="${SCONTROL:-/opt/slurm/bin/scontrol}"
+  FINALIZE_WAIT="${FINALIZE_WAIT:-300}"
+  JOB_UID="$(id -u "$JOB_USER")" || { log "user $JOB_USER does not exist"; exit 1; }
+  if [[ "$JOB_UID" == 0 ]]; then
+    log "refusing to run jobs as $JOB_USER (uid 0)"
+    exit 1
+  fi
+  mkdir -p "$SPOOL/jobs" "$SPOOL/staging" "$(dirname "$LOCK")"
+  chmod 0711 "$SPOOL" "$SPOOL/staging"  # JOB_USER may reach its staging directories, list nothing
+  chmod 0700 "$SPOOL/jobs"
 }
 
-s3_url() { printf 's3://%s/%s%s' "$BUCKET" "$PREFIX" "$1"; }
-
-put_text() {  # put_text NAME FILE TEXT
-  printf '%s\n' "$3" | aws s3 cp - "$(s3_url "$1/$2")" --only-show-errors
+rank() {  # rank STATE: the order states may follow
+  case "$1" in
+    FILE_UPLOAD) echo 0 ;;
+    JOB_SUBMIT) echo 1 ;;
+    JOB_ERROR | JOB_COMPLETE | JOB_FAILED) echo 2 ;;
+    *) echo -1 ;;
+  esac
 }
 
 as_job_user() {
-  if [[ "$(id -un)" == "$JOB_USER" ]]; then
+  if [[ "$(id -u)" == "$JOB_UID" ]]; then
     "$@"
   else
     runuser -u "$JOB_USER" -- "$@"
   fi
 }
 
-record_submitted() {  # record_submitted NAME JOBID
-  put_text "$1" "$JOBID_FILE" "$2"
-  put_text "$1" "$STATE_FILE" JOB_SUBMIT
-  log "$1: submitted as job $2"
+journal_of() {  # journal_of NAME: root-owned local record of that job folder
+  printf '%s/jobs/%s' "$SPOOL" "$(printf '%s' "$1" | sha256sum | cut -c1-32)"
 }
 
-record_error() {  # record_error NAME MESSAGE
-  printf '%s\n' "$2" > "$SPOOL/$1/error"
-  put_text "$1" "$ERROR_FILE" "$2"
-  put_text "$1" "$STATE_FILE" JOB_ERROR
-  log "$1: JOB_ERROR: $2"
+lock_job() {  # lock_job JOURNAL: one writer of a job's state at a time (submitter, epilog, finalize, sweep)
+  mkdir -p "$1"
+  exec 8> "$1/lock"
+  flock 8
 }
 
-submit_one() {  # submit_one NAME
-  local name="$1" key state request journal workdir jobid found
-  key="${PREFIX}${name}/${STATE_FILE}"
-  state="$(aws s3 cp "s3://$BUCKET/$key" - 2>/dev/null | head -n 1 | tr -d '\r' || true)"
-  [[ "$state" == FILE_UPLOAD ]] || return 0
-  if [[ ! "$name" =~ $NAME_PATTERN ]]; then
-    # No local journal for names we cannot use as paths: answer in S3 only.
-    put_text "$name" "$ERROR_FILE" "job folder name '$name' is not allowed: use letters, digits, '.', '_', '-'"
-    put_text "$name" "$STATE_FILE" JOB_ERROR
-    log "rejected folder name '$name'"
-    return 0
-  fi
-  # One upload = one S3 object version (ETag and time for unversioned buckets).
-  request="$(aws s3api head-object --bucket "$BUCKET" --key "$key" \
-    --query '[VersionId,ETag,LastModified]' --output text)"
-  journal="$SPOOL/$name"
-  mkdir -p "$journal"
-  if [[ -f "$journal/request" && "$(cat "$journal/request")" == "$request" ]]; then
-    # This upload was handled before and its state write did not happen (crash or lost write).
-    if [[ -s "$journal/jobid" ]]; then
-      record_submitted "$name" "$(cat "$journal/jobid")"
-    elif [[ -s "$journal/error" ]]; then
-      record_error "$name" "$(cat "$journal/error")"
-    else
-      found="$("$SQUEUE" -h --states=all --name="jb-$name" -o %i 2>/dev/null | head -n 1 || true)"
-      if [[ -n "$found" ]]; then
-        printf '%s\n' "$found" > "$journal/jobid"
-        record_submitted "$name" "$found"
-      else
-        record_error "$name" "an earlier submission of this upload was interrupted and no job jb-$name is known; \
-upload $STATE_FILE again (FILE_UPLOAD) to retry"
-      fi
-    fi
-    return 0
-  fi
-  # Journal first: from here on, this upload is never submitted a second time.
-  printf '%s\n' "$request" > "$journal/request.new"
-  rm -f "$journal/jobid" "$journal/error"
-  mv "$journal/request.new" "$journal/request"
+s3_url() { printf 's3://%s/%s%s' "$BUCKET" "$PREFIX" "$1"; }
 
-  workdir="$WORK_ROOT/$name"
-  mkdir -p "$workdir"
-  aws s3 sync "$(s3_url "$name/")" "$workdir" --exclude "$STATE_FILE" --only-show-errors
-  if [[ "$(id -u)" == 0 ]]; then
-    chown -R "$JOB_USER:" "$workdir"
-  fi
-  if [[ ! -f "$workdir/$JOB_SCRIPT" ]]; then
-    record_error "$name" "no $JOB_SCRIPT in the job folder: upload your Slurm batch script under that name"
+put_text() {  # put_text NAME FILE TEXT
+  printf '%s\n' "$3" | "$AWS" s3 cp - "$(s3_url "$1/$2")" --only-show-errors
+}
+
+set_state() {  # set_state JOURNAL NAME STATE: writes the state unless it would go back in the order
+  local journal="$1" name="$2" state="$3" current
+  current="$(cat "$journal/state" 2> /dev/null || echo FILE_UPLOAD)"
+  if (( $(rank "$state") <= $(rank "$current") )); then
+    log "$name: keeping $current (not going back to $state)"
     return 0
   fi
-  if jobid="$(cd "$workdir" && as_job_user "$SBATCH" --parsable --job-name="jb-$name" --chdir="$workdir" \
-      "$JOB_SCRIPT" 2> "$journal/sbatch.err")"; then
-    jobid="${jobid%%;*}"
-    printf '%s\n' "$jobid" > "$journal/jobid"
-    record_submitted "$name" "$jobid"
+  if ! put_text "$name" "$STATE_FILE" "$state"; then
+    log "$name: could not write $state"
+    return 1
+  fi
+  printf '%s\n' "$state" > "$journal/state"
+  log "$name: $state"
+}
+
+record_error() {  # record_error JOURNAL NAME MESSAGE
+  printf '%s\n' "$3" > "$1/error"
+  put_text "$2" "$ERROR_FILE" "$3" || log "$2: could not write $ERROR_FILE"
+  set_state "$1" "$2" JOB_ERROR
+}
+
+record_submitted() {  # record_submitted JOURNAL NAME JOBID
+  printf '%s\n' "$3" > "$1/jobid"
+  if put_text "$2" "$JOBID_FILE" "$3"; then
+    set_state "$1" "$2" JOB_SUBMIT
   else
-    record_error "$name" "sbatch failed: $(cat "$journal/sbatch.err")"
+    log "$2: submitted as job $3, state not written yet (the sweep retries)"
   fi
 }
 
-cmd_submit() {
-  load_conf
-  mkdir -p "$SPOOL" "$WORK_ROOT" "$(dirname "$LOCK")"
-  exec 9> "$LOCK"
-  flock 9  # events can arrive together: one submitter at a time
-  local keys key name
-  keys="$(aws s3api list-objects-v2 --bucket "$BUCKET" --prefix "$PREFIX" \
-    --query "Contents[?ends_with(Key, '/$STATE_FILE')].Key" --output text)"
-  while IFS= read -r key; do
-    [[ -n "$key" && "$key" != None ]] || continue
-    name="${key#"$PREFIX"}"
-    name="${name%"/$STATE_FILE"}"
-    [[ "$name" == */* ]] && continue  # only direct children of the prefix are job folders
-    submit_one "$name" || log "$name: submitter error (exit $?), continuing with the next folder"
-  done < <(printf '%s\n' "$keys" | tr '\t' '\n')
+job_with_comment() {  # job_with_comment TOKEN: the Slurm job submitted for this upload, if any
+  { "$SQUEUE" -h --states=all -o '%i|%k' 2> /dev/null || true; } | awk -F'|' -v c="jb:$1" '$2 == c {print $1; exit}'
 }
 
-cmd_epilog() {  # cmd_epilog JOB_NAME JOB_ID EXIT_CODE (passed by the epilog wrapper)
-  load_conf
-  local name="${1:-}" job_id="${2:-?}" code="${3:-1}" state attempt
-  [[ "$name" == jb-* ]] || exit 0  # not a bridged job
-  name="${name#jb-}"
-  [[ "$name" =~ $NAME_PATTERN && -d "$WORK_ROOT/$name" ]] || exit 0
-  # The exit code comes as "exit:signal" (SLURM_JOB_EXIT_CODE2); anything but 0:0 is a failure.
-  if [[ "$code" == "0:0" || "$code" == 0 ]]; then state=JOB_COMPLETE; else state=JOB_FAILED; fi
-  for attempt in 1 2 3; do
-    # Results first, state last: JOB_COMPLETE is never visible before the results are.
-    if aws s3 sync "$WORK_ROOT/$name" "$(s3_url "$name/")" --exclude "$STATE_FILE" --only-show-errors; then
-      put_text "$name" "$STATE_FILE" "$state"
-      log "$name: job $job_id ended ($code): $state"
-      return 0
-    fi
-    sleep $((attempt * 5))
+token_of() {  # token_of KEY ETAG LAST_MODIFIED: one upload of a state file (time format-independent)
+  printf '%s|%s|%s' "$1" "$2" "$(date -u -d "$3" +%s 2> /dev/null || printf '%s' "$3")" | sha256sum | cut -c1-32
+}
+
+isolated() {  # isolated COMMAND...: runs it with errexit in force, and survives its failure
+  local status
+  set +e
+  (set -e; "$@")
+  status=$?
+  set -e
+  (( status == 0 )) || log "$1 failed (exit $status); continuing"
+}
+
+path_has_symlink() {  # path_has_symlink PATH: true when PATH or a parent below / is a symbolic link
+  local path="$1"
+  while [[ "$path" != / && -n "$path" ]]; do
+    [[ -L "$path" ]] && return 0
+    path="$(dirname "$path")"
   done
-  log "$name: could not upload the results; they stay in $WORK_ROOT/$name"
   return 1
 }
 
+excludes() {  # the --exclude options for the bridge's own files
+  local file
+  for file in "${BRIDGE_FILES[@]}"; do
+    printf -- '--exclude\n%s\n' "$file"
+  done
+}
+
+stage_download() {  # stage_download NAME STAGING: the job folder into a root-owned directory
+  local options
+  mapfile -t options < <(excludes)
+  (umask 022 && "$AWS" s3 sync "$(s3_url "$1/")" "$2" "${options[@]}" --no-follow-symlinks --only-show-errors)
+}
+
+hand_over() {  # hand_over STAGING WORKDIR: JOB_USER copies the files into its own work folder
+  as_job_user mkdir -p -- "$2" && as_job_user cp -R --no-preserve=ownership -- "$1/." "$2/"
+}
+
+submit_upload() {  # submit_upload NAME KEY TOKEN JOURNAL: one FILE_UPLOAD, under the job lock
+  local name="$1" token="$3" journal="$4" staging workdir jobid err
+  workdir="$WORK_ROOT/$name"
+  if [[ -f "$journal/token" && "$(cat "$journal/token")" == "$token" ]]; then
+    [[ "$(cat "$journal/state" 2> /dev/null)" == FILE_UPLOAD ]] || return 0  # handled
+    # An earlier run took this upload and stopped before recording its outcome.
+    jobid="$(job_with_comment "$token")"
+    if [[ -n "$jobid" ]]; then
+      record_submitted "$journal" "$name" "$jobid"
+      return
+    fi
+    log "$name: an earlier run of this upload did not submit it: submitting now"
+  fi
+  rm -f "$journal/jobid" "$journal/error" "$journal/results"
+  printf 'FILE_UPLOAD\n' > "$journal/state"
+  printf '%s\n' "$token" > "$journal/token"
+  printf '%s\n' "$name" > "$journal/name"
+
+  if [[ ! "$name" =~ $NAME_PATTERN ]]; then
+    record_error "$journal" "$name" "job folder name '$name' is not allowed: use one level of letters, digits, '.', '_', '-'"
+    return
+  fi
+  if path_has_symlink "$workdir"; then
+    record_error "$journal" "$name" "the work folder $workdir (or a folder above it) is a symbolic link: refusing to use it"
+    return
+  fi
+  if ! staging="$(mktemp -d "$SPOOL/staging/in.XXXXXX")" || ! chmod 0755 "$staging"; then
+    record_error "$journal" "$name" "could not create a staging folder on the head node (disk full?)"
+    return
+  fi
+  if ! err="$(stage_download "$name" "$staging" 2>&1)"; then
+    rm -rf "$staging"
+    record_error "$journal" "$name" "could not download the job folder (nothing was submitted): ${err:0:500}"
+    return
+  fi
+  if [[ ! -f "$staging/$JOB_SCRIPT" ]]; then
+    rm -rf "$staging"
+    record_error "$journal" "$name" "no $JOB_SCRIPT in the job folder: upload your Slurm batch script under that name"
+    return
+  fi
+  if ! err="$(hand_over "$staging" "$workdir" 2>&1)"; then
+    rm -rf "$staging"
+    record_error "$journal" "$name" "could not copy the job folder into $workdir as $JOB_USER: ${err:0:500}"
+    return
+  fi
+  rm -rf "$staging"
+  if jobid="$(cd "$workdir" && as_job_user "$SBATCH" --parsable --job-name="jb-$name" --comment="jb:$token" \
+      --chdir="$workdir" "$JOB_SCRIPT" 2> "$journal/sbatch.err")"; then
+    record_submitted "$journal" "$name" "${jobid%%;*}"
+  else
+    record_error "$journal" "$name" "sbatch failed: $(cat "$journal/sbatch.err")"
+  fi
+}
+
+handle_key() {  # handle_key KEY ETAG LAST_MODIFIED: a state-file object as listed or as in an event
+  local key="$1" name token journal state
+  [[ "$key" == "$PREFIX"*"/$STATE_FILE" ]] || return 0
+  name="${key#"$PREFIX"}"
+  name="${name%"/$STATE_FILE"}"
+  token="$(token_of "$key" "$2" "$3")"
+  journal="$(journal_of "$name")"
+  [[ -f "$journal/seen" && "$(cat "$journal/seen")" == "$token" ]] && return 0  # nothing new
+  lock_job "$journal"
+  if ! state="$("$AWS" s3 cp "s3://$BUCKET/$key" - 2> /dev/null | head -n 1 | tr -d '\r')"; then
+    log "$name: could not read $STATE_FILE (retried by the next sweep)"
+    return 0
+  fi
+  if [[ "$state" == FILE_UPLOAD ]]; then
+    submit_upload "$name" "$key" "$token" "$journal"
+  fi
+  printf '%s\n' "$token" > "$journal/seen"
+}
+
+collect_results() {  # collect_results JOURNAL NAME: regular files of the work folder, read by JOB_USER, to S3
+  local journal="$1" name="$2" workdir="$WORK_ROOT/$2" out attempt options
+  mapfile -t options < <(excludes)
+  if path_has_symlink "$workdir" || [[ ! -d "$workdir" ]]; then
+    printf 'no work folder to read\n' > "$journal/results"
+    return 1
+  fi
+  out="$(mktemp -d "$SPOOL/staging/out.XXXXXX")"
+  chown "$JOB_USER" "$out"
+  # JOB_USER copies what it can read; symbolic links, FIFOs and devices are not regular files.
+  (cd "$workdir" && as_job_user find . -type f -print0 \
+    | as_job_user xargs -0 -r cp --parents -p -t "$out") || log "$name: some result files could not be read"
+  for attempt in 1 2 3; do
+    # Results first, state last: JOB_COMPLETE is never visible before the results are.
+    if "$AWS" s3 sync "$out" "$(s3_url "$name/")" "${options[@]}" --no-follow-symlinks --only-show-errors; then
+      rm -rf "$out"
+      printf 'uploaded\n' > "$journal/results"
+      return 0
+    fi
+    sleep $((attempt * 2))
+  done
+  rm -rf "$out"
+  printf 'the results could not be uploaded; they stay in %s\n' "$workdir" > "$journal/results"
+  return 1
+}
+
+finish() {  # finish JOURNAL JOBID SLURM_STATE REASON: final state, results first (under the job lock)
+  local journal="$1" name slurm_state="$3" reason="$4"
+  [[ "$(cat "$journal/jobid" 2> /dev/null)" == "$2" ]] || return 0  # a newer upload took the folder over
+  [[ "$(rank "$(cat "$journal/state" 2> /dev/null || echo FILE_UPLOAD)")" == 2 ]] && return 0
+  name="$(cat "$journal/name")"
+  [[ -f "$journal/results" ]] || collect_results "$journal" "$name" || true  # no epilog ran (e.g. cancelled pending)
+  if [[ "$slurm_state" == COMPLETED && "$(cat "$journal/results")" == uploaded ]]; then
+    set_state "$journal" "$name" JOB_COMPLETE
+    return
+  fi
+  if [[ "$(cat "$journal/results")" != uploaded ]]; then
+    reason="$reason; $(cat "$journal/results")"
+  fi
+  put_text "$name" "$REASON_FILE" "Slurm job $2: $slurm_state ($reason)" || true
+  set_state "$journal" "$name" JOB_FAILED
+}
+
+settle() {  # settle JOURNAL JOBID SLURM_STATE REASON: finish under the job lock
+  lock_job "$1"
+  finish "$@"
+}
+
+slurm_state() {  # slurm_state JOBID: "STATE|REASON" while Slurm still knows the job
+  "$SQUEUE" -h --states=all -j "$1" -o '%T|%r' 2> /dev/null | head -n 1 || true
+}
+
+reconcile() {  # every job in flight whose end no epilog reported: settle it from Slurm's record
+  local journal jobid info
+  for journal in "$SPOOL"/jobs/*/; do
+    journal="${journal%/}"
+    [[ -f "$journal/jobid" && "$(cat "$journal/state" 2> /dev/null)" == JOB_SUBMIT ]] || continue
+    jobid="$(cat "$journal/jobid")"
+    info="$(slurm_state "$jobid")"
+    if [[ -z "$info" ]]; then
+      isolated settle "$journal" "$jobid" UNKNOWN "Slurm no longer knows the job and no epilog reported its end"
+    elif [[ "$FINAL_SLURM_STATES" == *" ${info%%|*} "* ]]; then
+      isolated settle "$journal" "$jobid" "${info%%|*}" "reason: ${info#*|}"
+    fi
+  done
+}
+
+cmd_submit() {  # cmd_submit --key KEY
+  [[ "${1:-}" == --key && -n "${2:-}" ]] || { log "usage: $0 submit --key KEY"; exit 2; }
+  load_conf
+  exec 9> "$LOCK"
+  flock 9  # events can arrive together: one submitter at a time
+  local meta
+  if meta="$("$AWS" s3api head-object --bucket "$BUCKET" --key "$2" --query '[ETag,LastModified]' --output text)"; then
+    isolated handle_key "$2" "${meta%%$'\t'*}" "${meta#*$'\t'}"
+  else
+    log "could not read $2 (the sweep retries)"
+  fi
+  reconcile
+}
+
+cmd_sweep() {
+  load_conf
+  exec 9> "$LOCK"
+  flock 9
+  local listing line etag modified key
+  # One row per object: ETag, LastModified, then the key (last, so a key may hold tabs).
+  if ! listing="$("$AWS" s3api list-objects-v2 --bucket "$BUCKET" --prefix "$PREFIX" \
+      --query "Contents[?ends_with(Key, '/$STATE_FILE')].[ETag,LastModified,Key]" --output text)"; then
+    log "could not list s3://$BUCKET/$PREFIX"
+    exit 1
+  fi
+  while IFS= read -r line; do
+    [[ -n "$line" && "$line" != None ]] || continue
+    etag="${line%%$'\t'*}"
+    line="${line#*$'\t'}"
+    modified="${line%%$'\t'*}"
+    key="${line#*$'\t'}"
+    isolated handle_key "$key" "$etag" "$modified"
+  done <<< "$listing"
+  reconcile
+}
+
+cmd_epilog() {  # cmd_epilog JOB_NAME JOB_ID JOB_UID (passed by the epilog wrapper)
+  load_conf
+  local name="${1:-}" job_id="${2:-}" uid="${3:-}" journal
+  [[ "$name" == jb-* ]] || exit 0  # not a bridged job
+  name="${name#jb-}"
+  [[ "$name" =~ $NAME_PATTERN ]] || exit 0
+  journal="$(journal_of "$name")"
+  # Only the job the bridge submitted for this folder, run by JOB_USER: a job of any user named
+  # jb-<folder> is not it.
+  if [[ "$(cat "$journal/jobid" 2> /dev/null)" != "$job_id" || "$uid" != "$JOB_UID" ]]; then
+    log "job $job_id (uid $uid) is not the bridged job of $name: ignored"
+    exit 0
+  fi
+  lock_job "$journal"
+  collect_results "$journal" "$name" || log "$name: $(cat "$journal/results")"
+  exec 8>&-
+  # Slurm settles the job's final state after this epilog: wait for it apart from slurmctld.
+  setsid "$0" finalize "$job_id" < /dev/null >> "$SPOOL/finalize.log" 2>&1 &
+}
+
+cmd_finalize() {  # cmd_finalize JOB_ID
+  load_conf
+  local job_id="$1" journal="" candidate info waited=0
+  for candidate in "$SPOOL"/jobs/*/; do
+    [[ "$(cat "$candidate/jobid" 2> /dev/null)" == "$job_id" ]] && journal="${candidate%/}"
+  done
+  [[ -n "$journal" ]] || exit 0
+  while (( waited < FINALIZE_WAIT )); do
+    info="$(slurm_state "$job_id")"
+    if [[ -z "$info" || "$FINAL_SLURM_STATES" == *" ${info%%|*} "* ]]; then
+      break
+    fi
+    sleep 1
+    waited=$((waited + 1))
+  done
+  [[ -n "$info" && "$FINAL_SLURM_STATES" == *" ${info%%|*} "* ]] || exit 0  # the sweep settles it later
+  settle "$journal" "$job_id" "${info%%|*}" "reason: ${info#*|}"
+}
+
 cmd_install() {
-  local bucket="$1" prefix="$2" user="$3" root="${ROOT:-}" dir conf
+  local bucket="$1" prefix="$2" user="$3" root="${ROOT:-}" dir conf uid
+  if [[ "$user" == root ]] || { uid="$(id -u "$user" 2> /dev/null)" && [[ "$uid" == 0 ]]; }; then
+    log "refusing job user $user: jobs must not run as root"
+    exit 2
+  fi
+  if [[ -z "$root" ]] && ! id -u "$user" > /dev/null 2>&1; then
+    log "job user $user does not exist on this node"
+    exit 2
+  fi
   dir="$root/opt/job-bridge"
   conf="$root/etc/job-bridge.conf"
   mkdir -p "$dir" "$root/etc"
   install -m 0755 "$0" "$dir/job_bridge.sh.new" && mv "$dir/job_bridge.sh.new" "$dir/job_bridge.sh"
   {
     printf 'BUCKET=%q\nPREFIX=%q\nJOB_USER=%q\n' "$bucket" "$prefix" "$user"
-    # Run Command and slurmctld start us with a minimal PATH (expanded when the conf is read).
+    # Run Command, slurmctld and systemd start us with a minimal PATH (expanded when the conf is read).
     # shellcheck disable=SC2016
     printf 'export PATH=/usr/local/bin:/usr/bin:/bin:/opt/slurm/bin:${PATH:-}\n'
   } > "$conf.new"
+  chmod 0644 "$conf.new"
   mv "$conf.new" "$conf"
   # EpilogSlurmctld takes a program without arguments, run as SlurmUser (slurm). ParallelCluster's
   # secured IMDS gives AWS credentials to root only, so the wrapper hands the job over through sudo,
   # passing what it needs as arguments (sudo clears the environment).
   cat > "$dir/epilog.new" <<EPILOG
 #!/bin/sh
-set -- "\${SLURM_JOB_NAME:-}" "\${SLURM_JOB_ID:-}" "\${SLURM_JOB_EXIT_CODE2:-\${SLURM_JOB_EXIT_CODE:-1}}"
+set -- "\${SLURM_JOB_NAME:-}" "\${SLURM_JOB_ID:-}" "\${SLURM_JOB_UID:-}"
 case "\$1" in jb-*) ;; *) exit 0 ;; esac
 if [ "\$(id -u)" = 0 ]; then
   JOB_BRIDGE_CONF=$conf exec $dir/job_bridge.sh epilog "\$@"
@@ -201,15 +430,27 @@ EPILOG
   mkdir -p "$root/etc/sudoers.d"
   printf 'slurm ALL=(root) NOPASSWD: /opt/job-bridge/job_bridge.sh epilog *\n' > "$root/etc/sudoers.d/job-bridge"
   chmod 0440 "$root/etc/sudoers.d/job-bridge"
+  # The sweep: missed events, and jobs that ended without an epilog (cancelled while pending).
+  mkdir -p "$root/etc/systemd/system"
+  printf '[Unit]\nDescription=Job bridge sweep\n\n[Service]\nType=oneshot\nExecStart=/opt/job-bridge/job_bridge.sh sweep\n' \
+    > "$root/etc/systemd/system/job-bridge-sweep.service"
+  printf '[Unit]\nDescription=Job bridge sweep every minute\n\n[Timer]\nOnBootSec=60\nOnUnitActiveSec=60\n\n[Install]\nWantedBy=timers.target\n' \
+    > "$root/etc/systemd/system/job-bridge-sweep.timer"
+  if [[ -z "$root" ]]; then
+    systemctl daemon-reload
+    systemctl enable --now job-bridge-sweep.timer
+  fi
   log "installed in $dir (bucket $bucket, prefix $prefix, jobs run as $user)"
 }
 
 case "${1:-}" in
-  submit) cmd_submit ;;
+  submit) shift; cmd_submit "$@" ;;
+  sweep) cmd_sweep ;;
   epilog) shift; cmd_epilog "$@" ;;
+  finalize) shift; cmd_finalize "$@" ;;
   install)
     [[ $# -eq 4 ]] || { log "usage: $0 install BUCKET PREFIX USER"; exit 2; }
     cmd_install "$2" "$3" "$4"
     ;;
-  *) log "usage: $0 install BUCKET PREFIX USER | submit | epilog"; exit 2 ;;
+  *) log "usage: $0 install BUCKET PREFIX USER | submit --key KEY | sweep | epilog NAME ID UID | finalize ID"; exit 2 ;;
 esac
