@@ -171,8 +171,13 @@ def test_job_bridge_install_is_idempotent_and_its_epilog_ignores_other_jobs(tmp_
     if shutil.which("visudo"):
         check = subprocess.run(["visudo", "-c", "-f", str(sudoers)], capture_output=True, text=True)
         assert check.returncode == 0, check.stdout + check.stderr
+    timer = (tmp_path / "etc/systemd/system/job-bridge-sweep.timer").read_text()
+    assert "OnUnitActiveSec=60" in timer  # the sweep: missed events, jobs cancelled while pending
+    assert "ExecStart=/opt/job-bridge/job_bridge.sh sweep" in (
+        tmp_path / "etc/systemd/system/job-bridge-sweep.service").read_text()
     epilog = tmp_path / "opt/job-bridge/epilog"
     assert os.access(epilog, os.X_OK)
+    assert '"${SLURM_JOB_UID:-}"' in epilog.read_text()  # the epilog checks who ran the job
     # A job not submitted by the bridge: the epilog returns at once, touching nothing.
     other = subprocess.run([str(epilog)], env={**os.environ, "SLURM_JOB_NAME": "interactive", "SLURM_JOB_ID": "7"},
                            capture_output=True, text=True)
