@@ -67,6 +67,7 @@ def dummy_values(region: str, vpc_cidr: str, key_pair_name: str, context: Callab
     }
     if uses_node_actions:
         stack["ScriptsBucket"] = scripts_bucket
+        stack["NodeActionsReadPolicy"] = f"arn:aws:iam::{DUMMY_ACCOUNT}:policy/parallelcluster-example-{region}-node-actions"
     return PlaceholderValues(stack=stack, context=context,
                              node_action_url=lambda script, fixed: f"s3://{scripts_bucket}/" + object_key(
                                  script, None if fixed else script_digest(NODE_ACTIONS_DIR / script)),

@@ -40,7 +40,8 @@ STACK_VALUE_NAMES = (
     "Region", "VPC", "VpcCidr", "PublicSubnet", "PrimaryPrivateSubnet", "SecondaryPrivateSubnet", "SecurityGroup",
     "FSxLustreFilesystemId", "FSxLustreFilesystemDNSname", "FSxLustreFilesystemMountname", "FSxOpenZfsFilesystemId",
     "FSxORootVolumeId", "DataBucketName", "KeyPairName", "PrivateKeySsmParameter", "AccountingDatabaseUri",
-    "AccountingDatabaseUser", "AccountingDatabaseSecretArn", SCRIPTS_BUCKET, "JobBridgeListPolicy",
+    "AccountingDatabaseUser", "AccountingDatabaseSecretArn", SCRIPTS_BUCKET, "NodeActionsReadPolicy",
+    "JobBridgeListPolicy",
 )
 # Names used by awsome-distributed-training's cluster templates and seed 002's config.yaml.
 ALIASES = {
@@ -149,9 +150,9 @@ class _Resolver:
         canonical = ALIASES.get(name, name)
         if canonical in self.values.stack:
             return self.values.stack[canonical]
-        if canonical == SCRIPTS_BUCKET:
-            return self.fail(path, "${ScriptsBucket} is used but no ${NodeAction:...} script is referenced",
-                             "reference a script with ${NodeAction:<file>} or remove the S3Access entry")
+        if canonical in (SCRIPTS_BUCKET, "NodeActionsReadPolicy"):
+            return self.fail(path, f"${{{canonical}}} is used but no ${{NodeAction:...}} script is referenced",
+                             "reference a script with ${NodeAction:<file>} or remove this entry")
         if CONTEXT_NAME.match(name):
             given = self.values.context(name)
             if given is not None and given != "":

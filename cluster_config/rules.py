@@ -26,6 +26,7 @@ S3_READ_POLICIES = ("AmazonS3ReadOnlyAccess", "AmazonS3FullAccess")
 @dataclass(frozen=True)
 class RuleContext:
     scripts_bucket: str
+    read_policy: str  # the node-actions read policy (login pools have no S3Access)
     region: str
     cluster_name: str
 
@@ -65,11 +66,15 @@ def check_rules(document: ConfigDocument, config: dict[str, Any], context: RuleC
 
 
 def _custom_action_sections(config: dict[str, Any]) -> Iterator[tuple[YamlPath, dict[str, Any]]]:
-    """(path, section) for the head node and each queue: the places with CustomActions and Iam."""
+    """(path, section) for the head node, each queue and each login pool: the places with CustomActions and Iam."""
     if isinstance(config.get("HeadNode"), dict):
         yield ("HeadNode",), config["HeadNode"]
     for qi, queue in enumerate(_queues(config)):
         yield (*QUEUES, qi), queue
+    pools = _dig(config, "LoginNodes", "Pools")
+    for pi, pool in enumerate(pools if isinstance(pools, list) else []):
+        if isinstance(pool, dict):
+            yield ("LoginNodes", "Pools", pi), pool
 
 
 def _scripts(section: dict[str, Any]) -> Iterator[tuple[YamlPath, dict[str, Any]]]:
@@ -111,10 +116,13 @@ def _node_action_access(doc: ConfigDocument, config: dict[str, Any], ctx: RuleCo
         iam = section.get("Iam") or {}
         buckets = [str(a.get("BucketName")) for a in iam.get("S3Access") or [] if isinstance(a, dict)]
         policies = [str(p.get("Policy", "")) for p in iam.get("AdditionalIamPolicies") or [] if isinstance(p, dict)]
-        if ctx.scripts_bucket in buckets or any(p.endswith(S3_READ_POLICIES) for p in policies):
+        if ctx.scripts_bucket in buckets or ctx.read_policy in policies or any(
+                p.endswith(S3_READ_POLICIES) for p in policies):
             continue
-        yield doc.error((*section_path, "Iam"), "runs ${NodeAction:...} scripts but cannot read them from S3",
-                        "add Iam: {S3Access: [{BucketName: ${ScriptsBucket}}]} to this section")
+        fix = ("add Iam: {AdditionalIamPolicies: [{Policy: ${NodeActionsReadPolicy}}]} to this pool (login pools "
+               "have no S3Access)" if section_path[0] == "LoginNodes" else
+               "add Iam: {S3Access: [{BucketName: ${ScriptsBucket}}]} to this section")
+        yield doc.error((*section_path, "Iam"), "runs ${NodeAction:...} scripts but cannot read them from S3", fix)
 
 
 def _bootstrap_timeout(doc: ConfigDocument, config: dict[str, Any], _: RuleContext) -> Iterator[ConfigError]:

@@ -76,7 +76,8 @@ class Validation:
             except ConfigErrors as many:
                 self.errors.extend(many.errors)
                 continue
-            rule_context = RuleContext(scripts_bucket=values.stack.get("ScriptsBucket", ""), region=region,
+            rule_context = RuleContext(scripts_bucket=values.stack.get("ScriptsBucket", ""),
+                                       read_policy=values.stack.get("NodeActionsReadPolicy", ""), region=region,
                                        cluster_name=cluster_name)
             self.errors.extend(check_rules(document, config, rule_context))
             self.schema_requests.append(SchemaRequest(document, config, cluster_name))

@@ -21,7 +21,8 @@ class NodeActionScripts(Construct):
     stack. Nodes read it through their config's ``Iam.S3Access`` to ``${ScriptsBucket}`` and nothing else.
     """
 
-    def __init__(self, scope: Construct, construct_id: str, *, directory: Path, scripts: list[str]) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, directory: Path, scripts: list[str],
+                 read_policy_name: str) -> None:
         super().__init__(scope, construct_id)
         self.bucket = s3.Bucket(self, "Bucket", block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
                                 encryption=s3.BucketEncryption.S3_MANAGED, enforce_ssl=True,
@@ -38,6 +39,16 @@ class NodeActionScripts(Construct):
             {"id": "NIST.800.53.R5-S3DefaultEncryptionKMS", "reason": copies + " (public repository content); "
              "SSE-S3 encrypts them at rest"}])
         self.digests = {script: script_digest(directory / script) for script in scripts}
+        # Login pools have no Iam.S3Access in ParallelCluster's schema: they read the scripts through
+        # this policy (AdditionalIamPolicies: ${NodeActionsReadPolicy}); its name lets the provider attach it.
+        self.read_policy = iam.ManagedPolicy(
+            self, "ReadPolicy", managed_policy_name=read_policy_name,
+            description="Cluster nodes may read this app's node-action scripts",
+            statements=[iam.PolicyStatement(actions=["s3:GetObject"], resources=[self.bucket.arn_for_objects("*")])])
+        NagSuppressions.add_resource_suppressions(self.read_policy, [
+            {"id": "AwsSolutions-IAM5", "reason": "Read-only on the node-actions bucket, which holds nothing but this "
+             "repository's scripts at content-hashed keys unknown until synth", "appliesTo": [
+                 {"regex": "/^Resource::<NodeActionsBucket[0-9A-F]+\\.Arn>\\/\\*$/"}]}])
         # The writer function's logs go with the stack too (CDK would otherwise retain its log group).
         writer_logs = logs.LogGroup(self, "WriterLogs", retention=logs.RetentionDays.ONE_MONTH,
                                     removal_policy=RemovalPolicy.DESTROY)

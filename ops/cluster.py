@@ -142,10 +142,32 @@ def fetch_key(aws: Session, directory: Path) -> Path:
     return path
 
 
-def connect_command(aws: Session, ssh: bool, key_dir: Path) -> list[str]:
-    """The command that opens a shell on the head node: SSM by default, SSH with --ssh."""
+# The tags ParallelCluster puts on login nodes (its login-nodes launch template); they run in an
+# Auto Scaling group, so their ids are not in any stack output.
+CLUSTER_TAG, NODE_TYPE_TAG, POOL_TAG = ("parallelcluster:cluster-name", "parallelcluster:node-type",
+                                        "parallelcluster:login-nodes-pool-name")
+
+
+def login_node(aws: Session, pool: str | None = None) -> str:
+    """The id of a running login node of the cluster (of POOL if given), the longest-running first."""
+    name = cluster_name(aws)
+    filters = [{"Name": f"tag:{CLUSTER_TAG}", "Values": [name]}, {"Name": f"tag:{NODE_TYPE_TAG}", "Values": ["LoginNode"]},
+               {"Name": "instance-state-name", "Values": ["running"]}]
+    if pool:
+        filters.append({"Name": f"tag:{POOL_TAG}", "Values": [pool]})
+    reservations = aws.client("ec2").describe_instances(Filters=filters)["Reservations"]
+    instances = sorted((i for r in reservations for i in r["Instances"]), key=lambda i: (i["LaunchTime"], i["InstanceId"]))
+    if not instances:
+        where = f"in pool {pool}" if pool else "in any pool"
+        raise OpsError(f"no running login node of {name} {where}: the cluster config needs LoginNodes.Pools with "
+                       "Count > 0 (cluster_configs/multi-queue.yaml has one), and new login nodes take a few minutes")
+    return instances[0]["InstanceId"]
+
+
+def connect_command(aws: Session, ssh: bool, key_dir: Path, login: bool = False, pool: str | None = None) -> list[str]:
+    """The command that opens a shell on the head node (or a login node): SSM by default, SSH with --ssh."""
     cluster = outputs(aws, "ClusterStack")
-    instance_id = _required(cluster, "HeadNodeInstanceId", "ClusterStack")
+    instance_id = login_node(aws, pool) if login else _required(cluster, "HeadNodeInstanceId", "ClusterStack")
     if not ssh:
         return ["aws", "ssm", "start-session", "--region", aws.region, "--target", instance_id]
     key = key_dir / f"{_required(outputs(aws, 'PrereqStack'), 'KeyPairName', 'PrereqStack')}.pem"

@@ -3,6 +3,7 @@
 
     scripts/ops.py status                 cluster stack, head node and compute fleet status
     scripts/ops.py connect [--ssh]        shell on the head node (SSM session; SSH with the fetched key)
+    scripts/ops.py connect --login        shell on a login node (--pool NAME for one pool)
     scripts/ops.py fetch-key              private key from SSM Parameter Store to ~/.ssh/<key>.pem (0600)
     scripts/ops.py stop-fleet             stop the compute fleet (before updates that need it)
     scripts/ops.py start-fleet            start it again
@@ -44,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     connect_parser = commands.add_parser("connect", help="open a shell on the head node")
     connect_parser.add_argument("--ssh", action="store_true", help="SSH with the fetched key instead of SSM")
     connect_parser.add_argument("--print", action="store_true", help="print the command instead of running it")
+    connect_parser.add_argument("--login", action="store_true", help="a login node (LoginNodes pools) instead of "
+                                "the head node")
+    connect_parser.add_argument("--pool", help="with --login: the login pool's Name")
     key_parser = commands.add_parser("fetch-key", help="write the private key to ~/.ssh with mode 0600")
     key_parser.add_argument("--dir", type=Path, default=Path.home() / ".ssh")
     commands.add_parser("stop-fleet", help="stop the compute fleet")
@@ -57,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
             for key, value in status(aws).items():
                 print(f"{key:22} {value}")
         elif args.command == "connect":
-            command = connect_command(aws, args.ssh, Path.home() / ".ssh")
+            command = connect_command(aws, args.ssh, Path.home() / ".ssh", login=args.login or bool(args.pool),
+                                      pool=args.pool)
             if args.print:
                 print(shlex.join(command))
             else:

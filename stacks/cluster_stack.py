@@ -31,11 +31,13 @@ class ClusterStack(Stack):
             self, "DataRepositories", associations=data_repositories, file_system_id=prereq.lustre.file_system_id,
             data_bucket_name=prereq.data_bucket.bucket.bucket_name)
         scripts = node_actions_used(document) + ([JOB_BRIDGE_SCRIPT] if settings.job_bridge else [])
-        self.node_actions = NodeActionScripts(self, "NodeActions", directory=NODE_ACTIONS_DIR,
-                                              scripts=list(dict.fromkeys(scripts))) if scripts else None
+        self.node_actions = NodeActionScripts(
+            self, "NodeActions", directory=NODE_ACTIONS_DIR, scripts=list(dict.fromkeys(scripts)),
+            read_policy_name=f"parallelcluster-{settings.cluster_name}-{self.region}-node-actions") if scripts else None
         stack_values = {**prereq.values, "Region": self.region, "VpcCidr": vpc_cidr}
         if self.node_actions:
             stack_values["ScriptsBucket"] = self.node_actions.bucket.bucket_name
+            stack_values["NodeActionsReadPolicy"] = self.node_actions.read_policy.managed_policy_arn
 
         self.job_bridge = None
         if settings.job_bridge and self.node_actions:

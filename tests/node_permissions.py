@@ -78,13 +78,20 @@ class NodeRoles:
 
     def queue_role(self, cluster_name: str, queue: str) -> str:
         """The role of a queue's nodes: launch template ``<cluster>-<queue>-<resource>`` -> profile -> role."""
+        return self._launch_template_role(lambda name: name.startswith(f"{cluster_name}-{queue}-"), f"queue {queue}")
+
+    def login_role(self, pool: str) -> str:
+        """The role of a login pool's nodes: launch template ``<login stack>-<pool>`` -> profile -> role."""
+        return self._launch_template_role(lambda name: name.endswith(f"-{pool}"), f"login pool {pool}")
+
+    def _launch_template_role(self, matches: Any, what: str) -> str:
         for stack, template in self.templates.items():
             for logical, resource in self.resolver.resources(stack, "AWS::EC2::LaunchTemplate"):
-                name = resource["Properties"].get("LaunchTemplateName", "")
-                if isinstance(name, str) and name.startswith(f"{cluster_name}-{queue}-"):
+                name = self.resolver.resolve(stack, resource["Properties"].get("LaunchTemplateName", ""))
+                if isinstance(name, str) and matches(name):
                     profile = resource["Properties"]["LaunchTemplateData"]["IamInstanceProfile"]["Name"]["Ref"]
                     return template["Resources"][profile]["Properties"]["Roles"][0]["Ref"]
-        raise AssertionError(f"no launch template for queue {queue}")
+        raise AssertionError(f"no launch template for {what}")
 
     def allows(self, role: str, action: str, resource: str) -> bool:
         from moto.iam.access_control import IAMPolicy, PermissionResult

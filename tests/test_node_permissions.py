@@ -65,6 +65,7 @@ def test_the_head_node_can_read_the_job_bridge_installer(cluster: Cluster):
 def test_every_node_can_read_the_scripts_its_config_runs(cluster: Cluster):
     sections = [("RoleHeadNode", cluster.config["HeadNode"])]
     sections += [(cluster.roles.queue_role("hpc-cluster", q["Name"]), q) for q in cluster.config["Scheduling"]["SlurmQueues"]]
+    sections += [(cluster.roles.login_role(p["Name"]), p) for p in (cluster.config.get("LoginNodes") or {}).get("Pools", [])]
     checked = 0
     for role, section in sections:
         for url in scripts_of(section):

@@ -80,6 +80,42 @@ def test_connect_prints_the_ssm_session(deployed, capsys):
     assert code == 0 and out == f"aws ssm start-session --region us-east-1 --target {deployed['instance']}\n"
 
 
+@pytest.fixture(scope="module")
+def login_node_tags() -> list[dict[str, str]]:
+    """The instance tags of multi-queue's login pool, from the template ParallelCluster itself generates."""
+    from tests.conftest import synth
+    from tests.corpus import _objects
+    from tests.node_permissions import cluster_templates
+
+    app = synth(cluster_config="multi-queue")
+    templates = cluster_templates({name: app.synthesis.template(name) for name in app.stacks}, _objects(app), CLUSTER)
+    [specs] = [r["Properties"]["LaunchTemplateData"]["TagSpecifications"] for t in templates.values()
+               for r in t["Resources"].values()
+               if r["Type"] == "AWS::EC2::LaunchTemplate" and r["Properties"].get("LaunchTemplateName") == f"{CLUSTER}-login"]
+    [instance] = [spec["Tags"] for spec in specs if spec["ResourceType"] == "instance"]
+    return [tag for tag in instance if isinstance(tag["Value"], str)]
+
+
+def test_connect_to_a_login_node_by_the_tags_parallelcluster_gives_it(deployed, login_node_tags, capsys):
+    code, _, err = run(capsys, "connect", "--login", "--print")
+    assert code == 1 and "no running login node of hpc-cluster in any pool: the cluster config needs LoginNodes" in err
+    ec2 = boto3.client("ec2")
+    image = ec2.describe_images()["Images"][0]["ImageId"]
+    other = [{"Key": t["Key"], "Value": "other-cluster" if t["Key"] == "parallelcluster:cluster-name" else t["Value"]}
+             for t in login_node_tags]
+    for tags in (other, login_node_tags):
+        ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1, InstanceType="m5.xlarge",
+                          TagSpecifications=[{"ResourceType": "instance", "Tags": tags}])
+    [mine] = [i["InstanceId"] for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]
+              if {"Key": "parallelcluster:cluster-name", "Value": CLUSTER} in i.get("Tags", [])]
+    code, out, err = run(capsys, "connect", "--login", "--print")
+    assert code == 0, err
+    assert out == f"aws ssm start-session --region us-east-1 --target {mine}\n"
+    assert run(capsys, "connect", "--pool", "login", "--print")[1] == out
+    code, _, err = run(capsys, "connect", "--pool", "gpu-login", "--print")
+    assert code == 1 and "no running login node of hpc-cluster in pool gpu-login" in err
+
+
 def test_connect_over_ssh_needs_the_key_first(deployed, capsys, monkeypatch, tmp_path: Path):
     monkeypatch.setenv("HOME", str(tmp_path))
     code, _, err = run(capsys, "connect", "--ssh", "--print")
