@@ -35,13 +35,14 @@ synth: install
 	npx cdk synth --quiet
 	@echo "Synthesized to cdk.out/: $$(ls cdk.out/*.template.json | xargs -n1 basename | tr '\n' ' ')"
 
-# The job-bridge and accounting integration tests run a real Slurm, slurmdbd and MariaDB (Debian's
-# packages). Installed here when missing and we may: as root with apt-get, or through passwordless
+# The job-bridge, accounting and verify integration tests run a real Slurm, slurmdbd, MariaDB and
+# libfabric's fi_info (Debian's packages). Installed here when missing and we may: as root with apt-get, or through passwordless
 # sudo (GitHub's runners); elsewhere those tests say why they are skipped.
-SYSTEM_PACKAGES := slurm-wlm slurmdbd munge mariadb-server
+SYSTEM_PACKAGES := slurm-wlm slurmdbd munge mariadb-server libfabric-bin
 system-deps:
-	@if ! { command -v slurmctld && command -v slurmdbd && command -v mariadbd; } >/dev/null 2>&1 \
-	    && ! { [ -x /usr/sbin/slurmctld ] && [ -x /usr/sbin/slurmdbd ] && [ -x /usr/sbin/mariadbd ]; }; then \
+	@if ! { command -v slurmctld && command -v slurmdbd && command -v mariadbd && command -v fi_info; } >/dev/null 2>&1 \
+	    && ! { [ -x /usr/sbin/slurmctld ] && [ -x /usr/sbin/slurmdbd ] && [ -x /usr/sbin/mariadbd ] \
+	           && [ -x /usr/bin/fi_info ]; }; then \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; else SUDO=none; fi; \
 	  if [ "$$SUDO" != none ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing $(SYSTEM_PACKAGES) for the integration tests"; \

@@ -8,6 +8,8 @@
     scripts/ops.py stop-fleet             stop the compute fleet (before updates that need it)
     scripts/ops.py start-fleet            start it again
     scripts/ops.py export-logs [--hours]  export the cluster's CloudWatch logs to the data bucket
+    scripts/ops.py verify [--json]        prove the cluster works (Slurm, srun/sbatch/salloc, mounts,
+                                          S3 data repositories, Pyxis, EFA, NCCL, job bridge); exit 1 on FAIL
 
 The region defaults to AWS_DEFAULT_REGION, else the region of availability_zone in cdk.json.
 """
@@ -24,6 +26,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ops.cluster import (OpsError, connect, connect_command, export_logs, fetch_key, set_fleet,  # noqa: E402
                          status)
+from ops.verify import Options, as_json, table, verify  # noqa: E402
+
+VERIFY_HELP = """Runs scripts/checks/verify_cluster.sh on the head node through SSM Run Command (no SSH, no open
+ports) with a plan made from the deployed cluster config, then checks the S3 side of the Lustre data
+repositories and sends a job through the job bridge. Every check prints PASS, FAIL or SKIP (with the
+reason), its time and the evidence.
+
+examples:
+  scripts/ops.py verify                          the table; exit status 1 if any check failed
+  scripts/ops.py verify --json > verify.json     for CI
+  scripts/ops.py verify --timeout 1800           GPU queues whose nodes take long to start
+  scripts/ops.py verify --nccl-min-busbw 300     fail a GPU queue whose all_reduce is below 300 GB/s
+"""
 
 
 def default_region() -> str | None:
@@ -54,6 +69,16 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("start-fleet", help="start the compute fleet")
     logs_parser = commands.add_parser("export-logs", help="export CloudWatch logs to the data bucket")
     logs_parser.add_argument("--hours", type=int, default=24)
+    verify_parser = commands.add_parser(
+        "verify", help="prove the deployed cluster works; exit 1 on any FAIL",
+        formatter_class=argparse.RawDescriptionHelpFormatter, description=VERIFY_HELP)
+    verify_parser.add_argument("--json", action="store_true", help="print the results as JSON (for CI)")
+    verify_parser.add_argument("--timeout", type=int, default=Options.timeout,
+                               help="seconds per check; covers a dynamic node's cold start (default %(default)s)")
+    verify_parser.add_argument("--image", default=Options.image, help="container image for the Pyxis check")
+    verify_parser.add_argument("--nccl-min-busbw", type=float, default=0.0, metavar="GBPS",
+                               help="all_reduce bus bandwidth a GPU queue must reach (default: report only)")
+    verify_parser.add_argument("--no-job-bridge", action="store_true", help="skip the job through the S3 bridge")
     args = parser.parse_args(argv)
     try:
         aws = connect(args.region or default_region(), args.profile)
@@ -73,6 +98,15 @@ def main(argv: list[str] | None = None) -> int:
             print(set_fleet(aws, "STOP_REQUESTED" if args.command == "stop-fleet" else "START_REQUESTED"))
         elif args.command == "export-logs":
             print(export_logs(aws, args.hours))
+        elif args.command == "verify":
+            options = Options(timeout=args.timeout, image=args.image, nccl_min_busbw=args.nccl_min_busbw,
+                              job_bridge=not args.no_job_bridge)
+            if not args.json:
+                print(f"verifying the cluster through SSM Run Command on its head node ({aws.region}); a dynamic "
+                      "node's first start takes minutes", file=sys.stderr)
+            results = verify(aws, options)
+            print(as_json(results) if args.json else table(results))
+            return 1 if any(r.status == "FAIL" for r in results) else 0
     except OpsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -75,6 +75,9 @@ class ClusterStack(Stack):
         CfnOutput(self, "SsmSessionCommand", description="Shell on the head node without SSH or open ports",
                   value=Fn.join("", [f"aws ssm start-session --region {self.region} --target ",
                                      self.cluster.head_node_instance_id]))
+        if self.job_bridge:
+            CfnOutput(self, "JobBridgePrefix", value=settings.job_bridge_prefix,
+                      description="Jobs submitted under s3://<DataBucketName>/<prefix> run on the cluster")
         CfnOutput(self, "ValidationMessages", value=self.cluster.validation_messages,
                   description="ParallelCluster's validation messages from the last create/update")
 

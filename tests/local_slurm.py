@@ -7,6 +7,7 @@ never touch a system Slurm. ``start_daemon`` records pid files; ``stop`` termina
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -22,6 +23,15 @@ def tool(name: str) -> str:
 
 def missing_tools(*names: str) -> list[str]:
     return [n for n in names if not (shutil.which(n) or shutil.which(n, path="/usr/sbin:/usr/bin"))]
+
+
+def ensure_user(name: str) -> int:
+    """A local user (created with a home folder when missing), the way jobs run on a cluster: not root."""
+    try:
+        return pwd.getpwnam(name).pw_uid
+    except KeyError:
+        subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", name], check=True, capture_output=True)
+        return pwd.getpwnam(name).pw_uid
 
 
 def free_port() -> int:

@@ -10,7 +10,6 @@ user named after a victim, cancellations, a submitter killed mid-way, a failed d
 from __future__ import annotations
 
 import os
-import pwd
 import shutil
 import signal
 import subprocess
@@ -25,7 +24,7 @@ import pytest
 
 from job_bridge.client import JobStore
 from settings.context import REPO_ROOT
-from tests.local_slurm import LocalSlurm, free_port, missing_tools, wait_for
+from tests.local_slurm import LocalSlurm, ensure_user, free_port, missing_tools, wait_for
 
 SCRIPT = REPO_ROOT / "scripts" / "node_actions" / "job_bridge.sh"
 BUCKET, PREFIX = "data-bucket", "jobs/"
@@ -34,14 +33,6 @@ missing = missing_tools("munged", "slurmctld", "slurmd", "sbatch", "squeue", "sc
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     bool(missing) or os.geteuid() != 0,
     reason=f"needs Debian's slurm-wlm and munge and root (missing: {missing}); `make test` installs them as root")]
-
-
-def ensure_user(name: str) -> int:
-    try:
-        return pwd.getpwnam(name).pw_uid
-    except KeyError:
-        subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", name], check=True, capture_output=True)
-        return pwd.getpwnam(name).pw_uid
 
 
 @pytest.fixture(scope="module")
