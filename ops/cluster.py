@@ -7,10 +7,11 @@ Errors are OpsError with a sentence a user can act on; nothing here raises a bot
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import boto3
 from botocore.exceptions import ClientError, NoCredentialsError, NoRegionError
@@ -195,3 +196,32 @@ def export_logs(aws: Session, since_hours: int = 24) -> str:
         fromTime=int((now.timestamp() - since_hours * 3600) * 1000), to=int(now.timestamp() * 1000),
         destination=bucket, destinationPrefix=prefix)
     return f"export task {task['taskId']}: {groups[0]['logGroupName']} -> s3://{bucket}/{prefix}/"
+
+
+SSM_ACTIVE = ("Pending", "InProgress", "Delayed")
+
+
+def run_shell(aws: Session, instance_id: str, commands: list[str], timeout: int, comment: str, poll: float = 5.0,
+              sleep: Callable[[float], None] = time.sleep) -> tuple[str, str, str]:
+    """Runs COMMANDS on an instance through SSM Run Command (AWS-RunShellScript, as root) and waits:
+    (status, stdout, stderr). SSM returns the first 24,000 characters of each stream."""
+    ssm = aws.client("ssm")
+    try:
+        command = ssm.send_command(InstanceIds=[instance_id], DocumentName="AWS-RunShellScript", Comment=comment,
+                                   TimeoutSeconds=60, Parameters={"commands": commands,
+                                                                  "executionTimeout": [str(timeout)]})
+    except ClientError as error:
+        raise OpsError(f"cannot run commands on the head node {instance_id}: {error.response['Error']['Message']} "
+                       "(is its SSM agent online? `aws ssm describe-instance-information`)") from None
+    command_id = command["Command"]["CommandId"]
+    while True:
+        sleep(poll)
+        try:
+            invocation = ssm.get_command_invocation(CommandId=command_id, InstanceId=instance_id)
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "InvocationDoesNotExist":
+                continue  # not registered yet, right after send_command
+            raise OpsError(f"cannot follow the command on {instance_id}: {error.response['Error']['Message']}") from None
+        if invocation["Status"] not in SSM_ACTIVE:
+            return (invocation["Status"], invocation.get("StandardOutputContent", ""),
+                    invocation.get("StandardErrorContent", ""))

@@ -20,14 +20,13 @@ from typing import Any, Callable
 
 from botocore.exceptions import ClientError
 
-from ops.cluster import OpsError, Session, _required, outputs
+from ops.cluster import OpsError, Session, _required, outputs, run_shell
 
 CHECK_SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "checks" / "verify_cluster.sh"
 # How each ParallelCluster StorageType shows in findmnt on the nodes (OpenZFS, ONTAP and EFS are NFS mounts).
 FSTYPES = {"FsxLustre": "lustre", "FsxOpenZfs": "nfs", "FsxOntap": "nfs", "FsxFileCache": "lustre", "Efs": "nfs",
            "Ebs": "ext4"}
 EXPORT_FILE, IMPORT_FILE = ".verify-export", ".verify-import"
-ACTIVE = ("Pending", "InProgress", "Delayed")
 
 
 @dataclass
@@ -153,33 +152,10 @@ def ssm_runner(aws: Session, instance_id: str, timeout: int, poll: float = 5.0,
     """Runs verify_cluster.sh on the head node through SSM Run Command (as root; it drops to the user)."""
 
     def run(plan: list[str]) -> str:
-        ssm = aws.client("ssm")
-        try:
-            command = ssm.send_command(InstanceIds=[instance_id], DocumentName="AWS-RunShellScript",
-                                       Comment="scripts/ops.py verify", TimeoutSeconds=60,
-                                       Parameters={"commands": ssm_command(plan),
-                                                   "executionTimeout": [str(timeout * 12)]})
-        except ClientError as error:
-            raise OpsError(f"cannot run the checks on the head node {instance_id}: "
-                           f"{error.response['Error']['Message']} (is its SSM agent online? "
-                           "`aws ssm describe-instance-information`)") from None
-        command_id = command["Command"]["CommandId"]
-        while True:
-            sleep(poll)
-            try:
-                invocation = ssm.get_command_invocation(CommandId=command_id, InstanceId=instance_id)
-            except ClientError as error:
-                if error.response["Error"]["Code"] == "InvocationDoesNotExist":
-                    continue  # not registered yet, right after send_command
-                raise OpsError(f"cannot follow the checks on {instance_id}: "
-                               f"{error.response['Error']['Message']}") from None
-            if invocation["Status"] not in ACTIVE:
-                break
-        # SSM returns the first 24,000 characters of output; one line per check stays far below that.
-        output = invocation.get("StandardOutputContent", "")
-        if invocation["Status"] != "Success" and "RESULT\t" not in output:
-            raise OpsError(f"the checks did not run on {instance_id} ({invocation['Status']}): "
-                           f"{invocation.get('StandardErrorContent', '')[-500:]}")
+        status, output, errors = run_shell(aws, instance_id, ssm_command(plan), timeout * 12, "scripts/ops.py verify",
+                                           poll, sleep)
+        if status != "Success" and "RESULT\t" not in output:
+            raise OpsError(f"the checks did not run on {instance_id} ({status}): {errors[-500:]}")
         return output
 
     return run

@@ -227,7 +227,7 @@ def test_a_command_that_could_not_run_says_why(aws):
     aws_session.client = lambda service: ssm  # type: ignore[method-assign]
     with Stubber(ssm) as stub:
         stub.add_client_error("send_command", "InvalidInstanceId", "Instances not in a valid state for account")
-        with pytest.raises(OpsError, match="cannot run the checks on the head node .*is its SSM agent online"):
+        with pytest.raises(OpsError, match="cannot run commands on the head node .*is its SSM agent online"):
             ssm_runner(aws_session, HEAD_NODE, 100, sleep=lambda _: None)(["user ubuntu"])
         stub.add_response("send_command", {"Command": {"CommandId": "8b6c1e2a-0000-4000-8000-000000000002"}})
         stub.add_response("get_command_invocation", {"Status": "Failed", "StandardErrorContent": "bash: no such file"})

@@ -1,0 +1,306 @@
+"""`scripts/deploy.py`: `cdk deploy` with the steps a careful operator takes, in order.
+
+1. synthesize once (the templates checked below are exactly the ones deployed: `cdk deploy --app cdk.out`);
+2. preflight against the account (ops/preflight.py, read-only);
+3. the update plan: ParallelCluster's update policies for every changed key against the deployed
+   ClusterStack (lifecycle/update_preview.py); an unsupported change stops here;
+4. when the plan needs a stopped compute fleet: drain (--wait-for-jobs) or not (--stop-now), stop the
+   fleet, deploy, and start the fleet again whatever the deploy did. A state file makes an interrupted
+   run resumable: the next run finishes the deploy and starts the fleet; it is never left stopped silently;
+5. `ops.py verify`, unless --no-verify.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, TextIO
+
+from botocore.exceptions import ClientError
+
+from lifecycle.update_preview import REPLACE_PATH, Preview, to_terminal
+from ops.cluster import OpsError, Session, fleet_status, run_shell, set_fleet
+from ops.preflight import Finding, Preflight, Target
+from settings.context import REPO_ROOT
+
+STATE_FILE = REPO_ROOT / ".deploy-state.json"
+STACKS = ("PrereqStack", "ClusterStack")
+FLEET_STOPPED = ("STOPPED",)
+FLEET_STOP_NEEDED = "needs compute fleet stop"
+# Other effects that need something only the user can decide (edit the config, replace the head node).
+BLOCKING = ("needs QueueUpdateStrategy", "needs login nodes stop", "needs head node stop")
+SLURM_PATH = "export PATH=/opt/slurm/bin:$PATH"  # ParallelCluster's Slurm; SSM's shell does not have it
+
+
+@dataclass
+class Options:
+    wait_for_jobs: bool = False
+    stop_now: bool = False
+    drain_timeout: int = 3600  # seconds the running jobs get to finish
+    fleet_timeout: int = 1800  # seconds ParallelCluster gets to stop or start the fleet
+    poll: float = 30.0
+    verify: bool = True
+    skip: tuple[str, ...] = ()  # preflight checks to skip
+    approve: bool = False  # cdk deploy --require-approval never
+    context: dict[str, str] = field(default_factory=dict)
+
+
+class DeployState:
+    """What an interrupted run left to finish: the fleet it stopped and the Slurm reservation it made."""
+
+    def __init__(self, path: Path = STATE_FILE) -> None:
+        self.path = path
+        self.data: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+
+    def __bool__(self) -> bool:
+        return bool(self.data)
+
+    def update(self, **values: Any) -> None:
+        self.data.update(values)
+        self.path.write_text(json.dumps(self.data, indent=2) + "\n")
+
+    def clear(self) -> None:
+        self.data = {}
+        self.path.unlink(missing_ok=True)
+
+
+@dataclass
+class Steps:
+    """The side effects of a deploy, replaceable in tests (the defaults are the real ones)."""
+    synth: Callable[[Path, dict[str, str]], Path]
+    cdk_deploy: Callable[[Path, bool], int]
+    preview: Callable[[dict[str, Any] | None, dict[str, Any], bool], Preview]
+    verify: Callable[[Session], int]
+    head_node: Callable[[Session, list[str]], str] | None = None  # commands -> stdout; default SSM Run Command
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
+
+
+def default_steps(out: TextIO = sys.stdout) -> Steps:
+    from lifecycle.synth import CDK, synth, synth_env
+    from lifecycle.update_preview import preview
+
+    def cdk_deploy(assembly: Path, approve: bool) -> int:
+        args = [str(CDK), "deploy", "--app", str(assembly), *STACKS, "--progress", "events"]
+        if approve:
+            args += ["--require-approval", "never"]
+        return subprocess.run(args, cwd=REPO_ROOT, env=synth_env()).returncode
+
+    def verify(aws: Session) -> int:
+        from ops.verify import Options as VerifyOptions, table, verify as run_verify
+
+        results = run_verify(aws, VerifyOptions())
+        print(table(results), file=out)
+        return 1 if any(r.status == "FAIL" for r in results) else 0
+
+    return Steps(synth=lambda directory, context: synth(directory, context=context), cdk_deploy=cdk_deploy,
+                 preview=lambda base, target, running: preview(base, target, running=running), verify=verify)
+
+
+def deployed_template(aws: Session, stack: str) -> dict[str, Any] | None:
+    try:
+        body = aws.client("cloudformation").get_template(StackName=stack, TemplateStage="Original")["TemplateBody"]
+    except ClientError as error:
+        if "does not exist" in str(error):
+            return None
+        raise OpsError(f"cannot read the deployed {stack}: {error.response['Error']['Message']}") from None
+    return body if isinstance(body, dict) else json.loads(body)
+
+
+def stack_status(aws: Session, stack: str) -> str | None:
+    try:
+        return aws.client("cloudformation").describe_stacks(StackName=stack)["Stacks"][0]["StackStatus"]
+    except ClientError:
+        return None
+
+
+class Deployer:
+    def __init__(self, aws: Session, options: Options, steps: Steps, assembly: Path, out: TextIO = sys.stdout,
+                 state: DeployState | None = None) -> None:
+        self.aws, self.options, self.steps, self.assembly, self.out = aws, options, steps, assembly, out
+        self.state = state if state is not None else DeployState()
+        self.step = 0
+
+    def say(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+    def title(self, text: str) -> None:
+        self.step += 1
+        self.say(f"\n[{self.step}/5] {text}")
+
+    # -- the run ------------------------------------------------------------------------------------
+    def run(self) -> int:
+        if self.state:
+            if self.state.data.get("region") != self.aws.region:
+                raise OpsError(f"{self.state.path.name} is from a deploy in {self.state.data.get('region')}: "
+                               f"run there (--region {self.state.data.get('region')}) to finish it")
+            self.say(f"resuming the deploy interrupted while {self.state.data.get('phase')} "
+                     f"(started {self.state.data.get('started')}): the fleet of {self.state.data.get('cluster')} "
+                     "is started again at the end")
+            if self.state.data.get("phase") == "starting":  # the deploy itself had finished
+                self._restore()
+        try:
+            return self._run()
+        except KeyboardInterrupt:
+            if self.state:
+                self.say(f"\ninterrupted while {self.state.data.get('phase')}: run scripts/deploy.py again to finish "
+                         "(it deploys and starts the compute fleet), or scripts/ops.py start-fleet")
+            return 130
+
+    def _run(self) -> int:
+        self.title("synthesize")
+        self.steps.synth(self.assembly, self.options.context)
+        templates = {s: json.loads((self.assembly / f"{s}.template.json").read_text()) for s in STACKS}
+        target = Target(templates)
+        self.say(f"cluster {target.cluster_name} from {target.config_source} -> {self.assembly}")
+
+        self.title("preflight (read-only)")
+        findings = Preflight(self.aws, target, self.options.skip).run()
+        for finding in findings:
+            self.say(f"  {finding}")
+        if any(f.status == "FAIL" for f in findings):
+            return self._stop_here("preflight failed: fix the lines above, then run again")
+
+        self.title("update plan")
+        deployed = deployed_template(self.aws, "ClusterStack")
+        fleet = fleet_status(self.aws, target.cluster_name) if deployed else "none (no cluster yet)"
+        plan = self.steps.preview(deployed, templates["ClusterStack"], fleet not in FLEET_STOPPED)
+        self.say(f"  compute fleet: {fleet}")
+        self.say("  " + to_terminal(plan).rstrip().replace("\n", "\n  "))
+        if plan.has_errors:
+            return self._stop_here(f"this update cannot be applied to the running cluster. Recommended: {REPLACE_PATH}")
+        blocking = [c for c in plan.changes if c.category in BLOCKING and c.check != "SUCCEEDED"]
+        if blocking:
+            return self._stop_here("these changes need a decision first: " + "; ".join(
+                f"{c.path} ({c.category})" for c in blocking))
+        needs_stop = any(c.category == FLEET_STOP_NEEDED and c.check != "SUCCEEDED" for c in plan.changes)
+
+        self.title("deploy")
+        if needs_stop and not self.state and not (self.options.wait_for_jobs or self.options.stop_now):
+            self.say("  this update needs the compute fleet stopped. Run again with --wait-for-jobs (no new jobs "
+                     "start, running ones finish, then the fleet stops) or --stop-now (running jobs are requeued "
+                     "or lost now)")
+            return 1
+        stopped_by_us = bool(self.state) or needs_stop
+        if stopped_by_us:
+            try:
+                self._stop_fleet(target.cluster_name)
+            except OpsError as error:
+                self.say(f"  {error}")
+                self._restore()
+                return 1
+        self._wait_for_stacks()
+        if self.state:
+            self.state.update(phase="deploying")
+        self.say(f"  cdk deploy --app {self.assembly} {' '.join(STACKS)}")
+        code = self.steps.cdk_deploy(self.assembly, self.options.approve)
+        if stopped_by_us:
+            self._restore()
+        if code != 0:
+            self.say(f"  cdk deploy failed (exit {code})" + ("; the compute fleet was started again" if stopped_by_us
+                                                             else ""))
+            return code
+
+        self.title("verify")
+        if not self.options.verify:
+            self.say("  skipped (--no-verify): run scripts/ops.py verify")
+            return 0
+        return self.steps.verify(self.aws)
+
+    def _stop_here(self, message: str) -> int:
+        self.say(f"  {message}")
+        if self.state:
+            self._restore()  # a resumed run that cannot go on still hands the fleet back
+        return 1
+
+    # -- the fleet ----------------------------------------------------------------------------------
+    def _head_node(self, commands: list[str]) -> str:
+        if self.steps.head_node:
+            return self.steps.head_node(self.aws, commands)
+        from ops.cluster import outputs, _required
+
+        instance = _required(outputs(self.aws, "ClusterStack"), "HeadNodeInstanceId", "ClusterStack")
+        status, stdout, stderr = run_shell(self.aws, instance, [SLURM_PATH, *commands], 600, "scripts/deploy.py",
+                                           sleep=self.steps.sleep)
+        if status != "Success":
+            raise OpsError(f"`{'; '.join(commands)}` on the head node: {status}: {stderr[-300:]}")
+        return stdout
+
+    def _stop_fleet(self, cluster: str) -> None:
+        if not self.state:
+            self.state.update(cluster=cluster, region=self.aws.region, phase="draining" if self.options.wait_for_jobs
+                              else "stopping", reservation=None,
+                              started=datetime.now(tz=timezone.utc).isoformat(timespec="seconds"))
+        if self.options.wait_for_jobs and not self.state.data.get("reservation") and \
+                self.state.data.get("phase") == "draining":
+            self._drain()
+        self.state.update(phase="stopping")
+        self.say(f"  {set_fleet(self.aws, 'STOP_REQUESTED')}")
+        self._wait_fleet(cluster, "STOPPED")
+
+    def _drain(self) -> None:
+        name = f"deploy-{int(time.time())}"
+        # A maintenance reservation on every node from now: running jobs go on, no new job starts.
+        self._head_node([f"scontrol create reservation ReservationName={name} Users=root StartTime=now "
+                         "Duration=infinite Nodes=ALL Flags=MAINT,IGNORE_JOBS"])
+        self.state.update(reservation=name)
+        self.say(f"  Slurm reservation {name}: no new job starts; waiting up to {self.options.drain_timeout}s for the "
+                 "running ones")
+        started = self.steps.clock()
+        while True:
+            running = int(self._head_node(["squeue -h -t RUNNING,COMPLETING,CONFIGURING -o %i | wc -l"]).strip() or 0)
+            if running == 0:
+                self.say("  no job running")
+                return
+            if self.steps.clock() - started >= self.options.drain_timeout:
+                raise OpsError(f"{running} job(s) still running after {self.options.drain_timeout}s: nothing was "
+                               "deployed. Run again with a longer --drain-timeout, or --stop-now")
+            self.say(f"  {running} job(s) running")
+            self.steps.sleep(self.options.poll)
+
+    def _wait_fleet(self, cluster: str, wanted: str) -> None:
+        started = self.steps.clock()
+        while (status := fleet_status(self.aws, cluster)) != wanted:
+            if self.steps.clock() - started >= self.options.fleet_timeout:
+                raise OpsError(f"the compute fleet is {status}, not {wanted}, after {self.options.fleet_timeout}s: "
+                               "see scripts/ops.py status")
+            self.steps.sleep(self.options.poll)
+        self.say(f"  compute fleet {wanted}")
+
+    def _wait_for_stacks(self) -> None:
+        """An interrupted `cdk deploy` leaves CloudFormation working: a new one would be refused until it ends."""
+        started = self.steps.clock()
+        for stack in STACKS:
+            while (status := stack_status(self.aws, stack) or "").endswith("_IN_PROGRESS"):
+                if self.steps.clock() - started >= self.options.fleet_timeout:
+                    raise OpsError(f"{stack} is still {status}: wait for it, then run again")
+                self.say(f"  {stack} is {status}: waiting")
+                self.steps.sleep(self.options.poll)
+
+    def _restore(self) -> None:
+        """Start the fleet again and drop the reservation: after a deploy, a failed one, or a refused resume."""
+        cluster = self.state.data.get("cluster")
+        self.state.update(phase="starting")
+        try:
+            self.say(f"  {set_fleet(self.aws, 'START_REQUESTED')}")
+            self._wait_fleet(cluster, "RUNNING")
+        except OpsError as error:
+            self.say(f"  could not start the fleet: {error}. Run scripts/ops.py start-fleet")
+            return  # the state file stays: the next run tries again
+        reservation = self.state.data.get("reservation")
+        if reservation:
+            try:
+                self._head_node([f"scontrol delete ReservationName={reservation}"])
+                self.say(f"  Slurm reservation {reservation} removed: jobs start again")
+            except OpsError as error:
+                self.say(f"  could not remove reservation {reservation}: {error}. On the head node: "
+                         f"scontrol delete ReservationName={reservation}")
+        self.state.clear()
+
+
+__all__ = ["Deployer", "DeployState", "Finding", "Options", "Steps", "default_steps", "deployed_template"]
