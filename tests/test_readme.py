@@ -28,3 +28,29 @@ def test_readme_documents_every_context_key():
     readme = README.read_text()
     ours = [k for k in shipped_context() if not k.startswith("@")]
     assert [k for k in ours if f"`{k}`" not in readme] == []
+
+
+def test_the_readmes_verify_sample_is_what_verify_prints():
+    """Parse the sample back into results: `table()` must print exactly the README's block."""
+    from ops.verify import CheckResult, table
+
+    readme = README.read_text()
+    block = readme.split("What it prints on `vanilla`", 1)[1].split("```text\n", 1)[1].split("```", 1)[0].rstrip("\n")
+    rows = block.splitlines()[2:-1]
+    parsed = []
+    for row in rows:
+        match = re.match(r"^(\S+)\s+(PASS|FAIL|SKIP)\s+(\d+)s  (.*)$", row)
+        assert match, row
+        parsed.append(CheckResult(match[1], match[2], int(match[3]), match[4]))
+    assert table(parsed) == block
+
+
+def test_the_readmes_day2_commands_exist_with_help():
+    import subprocess
+    import sys
+
+    for command in (["scripts/deploy.py", "--help"], ["scripts/ops.py", "verify", "--help"],
+                    ["scripts/ops.py", "connect", "--help"]):
+        done = subprocess.run([sys.executable, *command], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0 and "usage:" in done.stdout, (command, done.stderr)
+        assert command[0] in README.read_text()
