@@ -77,11 +77,14 @@ def test_enable_pyxis_on_the_head_node_then_rerun_changes_nothing(tmp_path: Path
     assert (tmp_path / "scontrol.calls").read_text() == "reconfigure\n"  # not reconfigured again
 
 
-def test_enable_pyxis_on_a_compute_node_does_not_touch_slurmctld(tmp_path: Path):
-    root, env = fake_node(tmp_path, "ComputeFleet")
+@pytest.mark.parametrize("node_type", ["ComputeFleet", "LoginNode"])
+def test_enable_pyxis_on_a_compute_or_login_node_does_not_touch_slurmctld(tmp_path: Path, node_type: str):
+    """Login nodes get Pyxis too (srun --container-image is typed there), but no slurmctld runs on them."""
+    root, env = fake_node(tmp_path, node_type)
     result = run("enable_pyxis.sh", env)
     assert result.returncode == 0, result.stderr
     assert "ENROOT_CACHE_PATH /var/enroot/cache" in (root / "etc/enroot/enroot.conf").read_text()
+    assert (root / "opt/slurm/etc/plugstack.conf.d/pyxis.conf").exists()
     assert not (tmp_path / "scontrol.calls").exists()
 
 
