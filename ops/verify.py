@@ -12,6 +12,7 @@ import base64
 import gzip
 import json
 import os
+import secrets
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -26,7 +27,9 @@ CHECK_SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "checks" / "
 # How each ParallelCluster StorageType shows in findmnt on the nodes (OpenZFS, ONTAP and EFS are NFS mounts).
 FSTYPES = {"FsxLustre": "lustre", "FsxOpenZfs": "nfs", "FsxOntap": "nfs", "FsxFileCache": "lustre", "Efs": "nfs",
            "Ebs": "ext4"}
-EXPORT_FILE, IMPORT_FILE = ".verify-export", ".verify-import"
+# Per run, a name nobody can guess: root on the head node creates the export file, and must never find a
+# link a cluster user planted there (nor an import file someone made to fake a pass).
+EXPORT_FILE, IMPORT_FILE = ".verify-export-{token}", ".verify-import-{token}"
 
 
 @dataclass
@@ -105,7 +108,7 @@ def plan_lines(config: dict[str, Any], user: str, exports: list[str], options: O
     for storage in config.get("SharedStorage") or []:
         if storage.get("StorageType") in FSTYPES:
             lines.append(f"mount {storage['MountDir']} {FSTYPES[storage['StorageType']]}")
-    lines += [f"export {path}" for path in exports]
+    lines += [f"export {file}" for file in exports]
     return lines
 
 
@@ -208,25 +211,27 @@ def verify(aws: Session, options: Options, runner: Runner | None = None,
     lustre = next((s["MountDir"] for s in config.get("SharedStorage") or [] if s.get("StorageType") == "FsxLustre"),
                   None)
     links = associations(deployed.template, deployed.prereq_outputs) if lustre else []
-    exports = [f"{lustre}{a.file_system_path}" for a in links if a.exports]
+    token = secrets.token_hex(8)
+    exports = [f"{lustre}{a.file_system_path}/{EXPORT_FILE.format(token=token)}" for a in links if a.exports]
     results = parse(run(plan_lines(config, user, exports, options, gpus)))
-    results += _data_repositories(aws, links, lustre, config, user, options, run, sleep)
+    results += _data_repositories(aws, links, lustre, config, user, options, run, sleep, token)
     if options.job_bridge:
         results.append(_job_bridge(aws, deployed.cluster_outputs, deployed.prereq_outputs, options, sleep))
     return results
 
 
 def _data_repositories(aws: Session, links: list[Association], lustre: str | None, config: dict[str, Any],
-                       user: str, options: Options, run: Runner, sleep: Callable[[float], None]) -> list[CheckResult]:
+                       user: str, options: Options, run: Runner, sleep: Callable[[float], None],
+                       token: str) -> list[CheckResult]:
     """The S3 half of the round trip: the files the head node wrote under exporting associations reach S3;
-    objects put under importing prefixes reach /fsx (the head node waits for them)."""
+    objects put under importing prefixes reach /fsx (the head node waits for them). Then both are removed."""
     if not links:
         return [CheckResult("data-repository", "SKIP", 0, "no Lustre data repository association")]
     s3 = aws.client("s3")
     results = []
     for link in (a for a in links if a.exports):
         bucket, prefix = link.bucket_and_prefix
-        key = f"{prefix}{EXPORT_FILE}"
+        key = f"{prefix}{EXPORT_FILE.format(token=token)}"
         started = time.monotonic()
         while True:
             try:
@@ -245,14 +250,24 @@ def _data_repositories(aws: Session, links: list[Association], lustre: str | Non
                                            f"s3://{bucket}/{key} did not appear within {options.dra_timeout}s"))
                 break
             sleep(5)
-    awaits = []
-    for link in (a for a in links if a.imports):
+    awaits, removes, objects = [], [], []
+    for link in links:
         bucket, prefix = link.bucket_and_prefix
-        s3.put_object(Bucket=bucket, Key=f"{prefix}{IMPORT_FILE}", Body=b"written by scripts/ops.py verify\n")
-        awaits.append(f"await {lustre}{link.file_system_path}/{IMPORT_FILE}")
-    if awaits:
-        base = plan_lines(config, user, [], Options(timeout=options.dra_timeout))
-        results += parse(run([*base, *awaits, "only awaits"]))
+        names = ([EXPORT_FILE] if link.exports else []) + ([IMPORT_FILE] if link.imports else [])
+        for name in (n.format(token=token) for n in names):
+            removes.append(f"remove {lustre}{link.file_system_path}/{name}")
+            objects.append((bucket, f"{prefix}{name}"))
+        if link.imports:
+            name = IMPORT_FILE.format(token=token)
+            s3.put_object(Bucket=bucket, Key=f"{prefix}{name}", Body=b"written by scripts/ops.py verify\n")
+            awaits.append(f"await {lustre}{link.file_system_path}/{name}")
+    base = plan_lines(config, user, [], Options(timeout=options.dra_timeout))
+    results += parse(run([*base, *awaits, *removes, "only awaits,removes"]))
+    for bucket, key in objects:  # what the associations did not delete already
+        try:
+            s3.delete_object(Bucket=bucket, Key=key)
+        except ClientError:
+            pass  # cleanup only: a leftover marker file is harmless
     return results
 
 

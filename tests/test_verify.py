@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -70,15 +71,15 @@ class HeadNode:
             if kind == "queue":
                 lines.append(f"RESULT\tsrun:{rest.split()[0]}\tPASS\t3\t1 node(s): queue-st-1")
             elif kind == "export":
-                lines.append(f"RESULT\texport-write:{rest}\tPASS\t0\twrote {rest}/.verify-export")
+                lines.append(f"RESULT\texport-write:{rest.rsplit('/', 1)[0]}\tPASS\t0\twrote {rest}")
                 if self.exports_reach_s3:
-                    s3.put_object(Bucket=self._s3_location(f"{rest}/.verify-export")[0],
-                                  Key=self._s3_location(f"{rest}/.verify-export")[1], Body=b"now")
+                    bucket, key = self._s3_location(rest)
+                    s3.put_object(Bucket=bucket, Key=key, Body=b"now")
             elif kind == "await":
                 bucket, key = self._s3_location(rest)
                 found = key in [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
                 lines.append(f"RESULT\timport:{rest}\t{'PASS' if found else 'FAIL'}\t1\tawaited")
-        if "only awaits" in plan:
+        if "only awaits,removes" in plan:
             lines = [line for line in lines if line.startswith("RESULT\timport:")]
         return "\n".join(lines) + "\n"
 
@@ -173,12 +174,17 @@ def test_a_healthy_cluster_passes_every_aws_side_check(aws):
                      sleep=JobBridgeOnTheHeadNode(bucket, cluster.cluster_outputs["JobBridgePrefix"]))
     by_check = {r.check: r for r in results}
     assert by_check["export:/fsx/data"].status == "PASS"
-    assert by_check["export:/fsx/data"].evidence == f"s3://{bucket}/data/.verify-export arrived"
-    assert by_check["import:/fsx/data/.verify-import"].status == "PASS"
-    assert by_check["import:/fsx/containers/.verify-import"].status == "PASS"
+    assert re.fullmatch(f"s3://{bucket}/data/\\.verify-export-[0-9a-f]{{16}} arrived", by_check["export:/fsx/data"].evidence)
+    [token] = re.findall(r"export-([0-9a-f]{16})", by_check["export:/fsx/data"].evidence)
+    assert by_check[f"import:/fsx/data/.verify-import-{token}"].status == "PASS"
+    assert by_check[f"import:/fsx/containers/.verify-import-{token}"].status == "PASS"
     assert by_check["job-bridge"].status == "PASS" and by_check["job-bridge"].evidence.endswith(": JOB_COMPLETE")
     assert not [r for r in results if r.status == "FAIL"]
-    assert head.plans[1][-1] == "only awaits" and len(head.plans) == 2  # one SSM command for the checks, one to await
+    assert head.plans[1][-1] == "only awaits,removes" and len(head.plans) == 2  # one SSM command for the checks, one to await
+    assert sorted(line for line in head.plans[1] if line.startswith("remove ")) == [
+        f"remove /fsx/containers/.verify-import-{token}", f"remove /fsx/data/.verify-export-{token}",
+        f"remove /fsx/data/.verify-import-{token}"]
+    assert "Contents" not in boto3.client("s3").list_objects_v2(Bucket=bucket, Prefix="data/.verify")  # cleaned up
 
 
 def test_an_export_that_never_reaches_s3_fails(aws):
@@ -187,7 +193,8 @@ def test_an_export_that_never_reaches_s3_fails(aws):
     results = verify(session(), Options(dra_timeout=0, job_bridge=False), runner=HeadNode(cluster, False),
                      deployed=cluster, sleep=lambda _: None)
     [export] = [r for r in results if r.check == "export:/fsx/data"]
-    assert export.status == "FAIL" and export.evidence.endswith("/data/.verify-export did not appear within 0s")
+    assert export.status == "FAIL" and re.search(r"/data/\.verify-export-[0-9a-f]{16} did not appear within 0s$",
+                                                 export.evidence)
 
 
 def test_the_job_bridge_is_skipped_when_off_and_fails_when_the_job_fails(aws):

@@ -153,12 +153,29 @@ def test_exports_are_written_and_imports_awaited(slurm, tmp_path: Path):
     imported.mkdir()
     arriving = imported / ".verify-import"
     threading.Timer(3, arriving.write_text, args=("from S3\n",)).start()  # as the Lustre import would
-    results = checks(slurm, plan("queue debug 1 1 0 0 0", f"export {exported}", f"await {arriving}",
+    results = checks(slurm, plan("queue debug 1 1 0 0 0", f"export {exported}/.verify-export-1", f"await {arriving}",
                                  f"await {imported / 'never'}", "only exports,awaits", timeout=8))
-    assert results[f"export-write:{exported}"].status == "PASS" and (exported / ".verify-export").exists()
+    assert results[f"export-write:{exported}"].status == "PASS" and (exported / ".verify-export-1").exists()
     assert results[f"import:{arriving}"].status == "PASS"
     assert results[f"import:{imported / 'never'}"].status == "FAIL"
     assert results[f"import:{imported / 'never'}"].evidence == "not on the file system after 8s"
+
+
+def test_root_never_writes_or_removes_through_a_link_a_user_planted(slurm):
+    """A cluster user who can write the exported folder plants a link where the export file will be:
+    root's write must fail rather than truncate the target, and the cleanup removes only the link."""
+    exported = slurm.base / "exported"
+    exported.mkdir()
+    exported.chmod(0o1777)  # writable by the users, as a shared data folder
+    victim = slurm.base / "victim"
+    victim.write_text("root's file\n")
+    planted = exported / ".verify-export-1"
+    subprocess.run(["runuser", "-u", USER, "--", "ln", "-s", str(victim), str(planted)], check=True)
+    results = checks(slurm, plan("queue debug 1 1 0 0 0", f"export {planted}", f"remove {planted}",
+                                 "only exports,removes"))
+    assert results[f"export-write:{exported}"].status == "FAIL"
+    assert victim.read_text() == "root's file\n" and victim.exists()
+    assert not planted.is_symlink()  # the link is gone, its target is not
 
 
 def test_the_ssm_command_runs_the_script_under_sh(slurm, tmp_path: Path):

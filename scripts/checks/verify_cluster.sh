@@ -9,8 +9,9 @@
 #   queue NAME STATIC MAX EFA GPUS PYXIS   a Slurm queue: static and maximum nodes, EFA 0/1, GPUs per
 #                                          node (0: none), Pyxis enabled 0/1
 #   mount DIR FSTYPE                       shared storage: mounted with that type, writable by the user
-#   export DIR                             write a file there (ops.py looks for it in S3)
+#   export FILE                            create FILE, a new name (ops.py looks for it in S3)
 #   await FILE                             wait until FILE exists (ops.py put it in S3 first)
+#   remove FILE                            delete FILE when the checks are done (no result line)
 #   image REF                              container image for the Pyxis check
 #   nccl MIN_BUSBW_GBPS                    the all_reduce bus bandwidth a GPU queue must reach
 #   only CHECK[,CHECK...]                  run only these checks
@@ -24,7 +25,7 @@ SINFO="${SINFO:-sinfo}" SRUN="${SRUN:-srun}" SBATCH="${SBATCH:-sbatch}" SALLOC="
 SQUEUE="${SQUEUE:-squeue}" FI_INFO="${FI_INFO:-fi_info}"
 DYNAMIC_NODES="${DYNAMIC_NODES:-2}"
 USER_NAME="" TIMEOUT=600 IMAGE="docker://public.ecr.aws/docker/library/alpine:latest" NCCL_MIN=0 ONLY=""
-QUEUES=() MOUNTS=() EXPORTS=() AWAITS=()
+QUEUES=() MOUNTS=() EXPORTS=() AWAITS=() REMOVES=()
 
 while read -r kind a b c d e f; do
   case "$kind" in
@@ -34,6 +35,7 @@ while read -r kind a b c d e f; do
     mount) MOUNTS+=("$a $b") ;;
     export) EXPORTS+=("$a") ;;
     await) AWAITS+=("$a") ;;
+    remove) REMOVES+=("$a") ;;
     image) IMAGE="$a" ;;
     nccl) NCCL_MIN="$a" ;;
     only) ONLY=",$a," ;;
@@ -211,15 +213,23 @@ check_mounts() {
 }
 
 check_exports() {
-  local dir started file
-  for dir in "${EXPORTS[@]}"; do
+  local file started
+  for file in "${EXPORTS[@]}"; do
     started=$(date +%s)
-    file="$dir/.verify-export"
-    if date -u +%FT%TZ > "$file" 2> /dev/null; then
-      report "export-write:$dir" PASS "$started" "wrote $file"
+    # Root writes here: only as a new file (noclobber creates with O_EXCL), never through a link a
+    # cluster user may have planted under that name.
+    if (set -o noclobber; date -u +%FT%TZ > "$file") 2> /dev/null; then
+      report "export-write:${file%/*}" PASS "$started" "wrote $file"
     else
-      report "export-write:$dir" FAIL "$started" "cannot write $file"
+      report "export-write:${file%/*}" FAIL "$started" "cannot create $file (it exists, or the folder is not there)"
     fi
+  done
+}
+
+check_removes() {  # cleanup: rm removes a link, never what it points to
+  local file
+  for file in "${REMOVES[@]}"; do
+    rm -f -- "$file"
   done
 }
 
@@ -311,7 +321,7 @@ check_nccl() {  # a short all_reduce across 2 nodes, one rank per GPU (nccl-test
 }
 
 (( ${#QUEUES[@]} )) || { report plan FAIL "$(date +%s)" "the plan names no queue"; exit 0; }
-for check in slurm srun sbatch salloc distributed mounts exports awaits pyxis efa nccl; do
+for check in slurm srun sbatch salloc distributed mounts exports awaits pyxis efa nccl removes; do
   wanted "$check" && "check_$check"
 done
 exit 0
