@@ -35,6 +35,12 @@ FLEET_STOP_NEEDED = "needs compute fleet stop"
 # Other effects that need something only the user can decide (edit the config, replace the head node).
 BLOCKING = ("needs QueueUpdateStrategy", "needs login nodes stop", "needs head node stop")
 SLURM_PATH = "export PATH=/opt/slurm/bin:$PATH"  # ParallelCluster's Slurm; SSM's shell does not have it
+# The drain, on the head node: a maintenance reservation on every node from now (running jobs go on, no new
+# job starts), the count of jobs still running, and its removal. Tested on a real Slurm (test_deploy_slurm.py).
+RESERVE = ("scontrol create reservation ReservationName={name} Users=root StartTime=now Duration=infinite "
+           "Nodes=ALL Flags=MAINT,IGNORE_JOBS")
+RUNNING_JOBS = "squeue -h -t RUNNING,COMPLETING,CONFIGURING -o %i | wc -l"
+RELEASE = "scontrol delete ReservationName={name}"
 
 
 @dataclass
@@ -245,15 +251,13 @@ class Deployer:
 
     def _drain(self) -> None:
         name = f"deploy-{int(time.time())}"
-        # A maintenance reservation on every node from now: running jobs go on, no new job starts.
-        self._head_node([f"scontrol create reservation ReservationName={name} Users=root StartTime=now "
-                         "Duration=infinite Nodes=ALL Flags=MAINT,IGNORE_JOBS"])
+        self._head_node([RESERVE.format(name=name)])
         self.state.update(reservation=name)
         self.say(f"  Slurm reservation {name}: no new job starts; waiting up to {self.options.drain_timeout}s for the "
                  "running ones")
         started = self.steps.clock()
         while True:
-            running = int(self._head_node(["squeue -h -t RUNNING,COMPLETING,CONFIGURING -o %i | wc -l"]).strip() or 0)
+            running = int(self._head_node([RUNNING_JOBS]).strip() or 0)
             if running == 0:
                 self.say("  no job running")
                 return
@@ -295,11 +299,11 @@ class Deployer:
         reservation = self.state.data.get("reservation")
         if reservation:
             try:
-                self._head_node([f"scontrol delete ReservationName={reservation}"])
+                self._head_node([RELEASE.format(name=reservation)])
                 self.say(f"  Slurm reservation {reservation} removed: jobs start again")
             except OpsError as error:
                 self.say(f"  could not remove reservation {reservation}: {error}. On the head node: "
-                         f"scontrol delete ReservationName={reservation}")
+                         f"{RELEASE.format(name=reservation)}")
         self.state.clear()
 
 

@@ -241,3 +241,21 @@ def test_no_credentials_is_one_sentence(capsys, no_aws_credentials):
 
     assert deploy.main(["--region", "us-east-1"]) == 1
     assert capsys.readouterr().err.startswith("error: no AWS credentials found")
+
+
+def test_a_context_pair_without_a_value_is_refused(capsys):
+    from scripts import deploy
+
+    with pytest.raises(SystemExit) as exit_:
+        deploy.main(["-c", "cluster_config"])
+    assert exit_.value.code == 2
+    assert "-c takes KEY=VALUE, got 'cluster_config'" in capsys.readouterr().err
+
+
+def test_a_state_file_from_another_region_is_not_resumed_here(account, base, tmp_path, monkeypatch):
+    world = World(tmp_path, base, base)
+    world.state.update(cluster=CLUSTER, region="eu-west-1", phase="deploying", started="2026-11-23T10:00:00+00:00")
+    with pytest.raises(deploy_module.OpsError, match=r"state.json is from a deploy in eu-west-1: run there "
+                                                     r"\(--region eu-west-1\) to finish it"):
+        world.run(monkeypatch)
+    assert world.deploys == [] and world.state.data["region"] == "eu-west-1"
