@@ -8,7 +8,6 @@ template, in a simulated account built from the templates (simulation.py). All o
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Callable
 
 from cluster_config.document import ConfigDocument, load_document
@@ -16,7 +15,7 @@ from cluster_config.node_actions import object_key, script_digest
 from cluster_config.render import NODE_ACTION, PlaceholderValues, node_actions_used, render
 from cluster_config.validation import Validation
 from settings.context import REPO_ROOT
-from settings.errors import ConfigError, ConfigErrors
+from settings.errors import ConfigError
 
 CONFIG_DIR = REPO_ROOT / "cluster_configs"
 NODE_ACTIONS_DIR = REPO_ROOT / "scripts" / "node_actions"

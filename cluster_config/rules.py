@@ -9,11 +9,11 @@ the file, line, key and fix.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from cluster_config.document import ConfigDocument, YamlPath
+from cluster_config.document import ConfigDocument
+from cluster_config.sections import action_steps, custom_action_sections, dig
 from settings.errors import ConfigError
 
 # The custom resource must finish within CloudFormation's 1 h; ParallelCluster needs ~10 min
@@ -38,25 +38,6 @@ def as_int(value: Any, default: int) -> int:
         return default  # the schema reports non-integers
 
 
-def _dig(data: Any, *keys: Any) -> Any:
-    for key in keys:
-        if isinstance(data, dict):
-            data = data.get(key)
-        elif isinstance(data, list) and isinstance(key, int) and key < len(data):
-            data = data[key]
-        else:
-            return None
-    return data
-
-
-def _queues(config: dict[str, Any]) -> list[dict[str, Any]]:
-    queues = _dig(config, "Scheduling", "SlurmQueues")
-    return [q for q in queues if isinstance(q, dict)] if isinstance(queues, list) else []
-
-
-QUEUES: YamlPath = ("Scheduling", "SlurmQueues")
-
-
 def check_rules(document: ConfigDocument, config: dict[str, Any], context: RuleContext) -> list[ConfigError]:
     """All project rules on a config rendered with validation dummies."""
     errors: list[ConfigError] = []
@@ -65,35 +46,11 @@ def check_rules(document: ConfigDocument, config: dict[str, Any], context: RuleC
     return errors
 
 
-def _custom_action_sections(config: dict[str, Any]) -> Iterator[tuple[YamlPath, dict[str, Any]]]:
-    """(path, section) for the head node, each queue and each login pool: the places with CustomActions and Iam."""
-    if isinstance(config.get("HeadNode"), dict):
-        yield ("HeadNode",), config["HeadNode"]
-    for qi, queue in enumerate(_queues(config)):
-        yield (*QUEUES, qi), queue
-    pools = _dig(config, "LoginNodes", "Pools")
-    for pi, pool in enumerate(pools if isinstance(pools, list) else []):
-        if isinstance(pool, dict):
-            yield ("LoginNodes", "Pools", pi), pool
-
-
-def _scripts(section: dict[str, Any]) -> Iterator[tuple[YamlPath, dict[str, Any]]]:
-    actions = section.get("CustomActions") or {}
-    for event, action in (actions.items() if isinstance(actions, dict) else []):
-        if not isinstance(action, dict):
-            continue
-        if "Script" in action:
-            yield ("CustomActions", event), action
-        for index, step in enumerate(action.get("Sequence") or []):
-            if isinstance(step, dict):
-                yield ("CustomActions", event, "Sequence", index), step
-
-
 def _enroot_paths(doc: ConfigDocument, config: dict[str, Any], _: RuleContext) -> Iterator[ConfigError]:
-    mounts = [str(_dig(s, "MountDir") or "").rstrip("/") for s in config.get("SharedStorage") or []
+    mounts = [str(dig(s, "MountDir") or "").rstrip("/") for s in config.get("SharedStorage") or []
               if isinstance(s, dict)]
-    for section_path, section in _custom_action_sections(config):
-        for step_path, step in _scripts(section):
+    for section_path, section in custom_action_sections(config):
+        for step_path, step in action_steps(section):
             if not str(step.get("Script", "")).endswith(f"/{ENROOT_SCRIPT}"):
                 continue
             for ai, arg in enumerate(step.get("Args") or []):
@@ -108,9 +65,9 @@ def _enroot_paths(doc: ConfigDocument, config: dict[str, Any], _: RuleContext) -
 
 
 def _node_action_access(doc: ConfigDocument, config: dict[str, Any], ctx: RuleContext) -> Iterator[ConfigError]:
-    for section_path, section in _custom_action_sections(config):
+    for section_path, section in custom_action_sections(config):
         uses_scripts = any(str(step.get("Script", "")).startswith(f"s3://{ctx.scripts_bucket}/")
-                           for _, step in _scripts(section))
+                           for _, step in action_steps(section))
         if not uses_scripts:
             continue
         iam = section.get("Iam") or {}
@@ -127,7 +84,7 @@ def _node_action_access(doc: ConfigDocument, config: dict[str, Any], ctx: RuleCo
 
 def _bootstrap_timeout(doc: ConfigDocument, config: dict[str, Any], _: RuleContext) -> Iterator[ConfigError]:
     path = ("DevSettings", "Timeouts", "HeadNodeBootstrapTimeout")
-    seconds = as_int(_dig(config, *path), 0)
+    seconds = as_int(dig(config, *path), 0)
     if seconds > MAX_HEAD_NODE_BOOTSTRAP_SECONDS:
         yield doc.error(path, f"{seconds} s cannot fit in CloudFormation's 1 h custom-resource limit",
                         f"keep it at most {MAX_HEAD_NODE_BOOTSTRAP_SECONDS} s; move slow set-up into a custom AMI")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from aws_cdk import (CustomResource, Duration, RemovalPolicy, Stack, aws_ec2 as ec2, aws_iam as iam,
+from aws_cdk import (CustomResource, Duration, RemovalPolicy, aws_ec2 as ec2, aws_iam as iam,
                      aws_lambda as lambda_, aws_logs as logs, aws_rds as rds, aws_secretsmanager as secretsmanager)
 from cdk_nag import NagSuppressions
 from constructs import Construct

@@ -25,7 +25,7 @@ from botocore.exceptions import ClientError
 
 from lifecycle.update_preview import REPLACE_PATH, Preview, to_terminal
 from ops.cluster import OpsError, Session, fleet_status, run_shell, set_fleet
-from ops.preflight import Finding, Preflight, Target
+from ops.preflight import Preflight, Target
 from settings.context import REPO_ROOT
 
 STATE_FILE = REPO_ROOT / ".deploy-state.json"
@@ -307,4 +307,4 @@ class Deployer:
         self.state.clear()
 
 
-__all__ = ["Deployer", "DeployState", "Finding", "Options", "Steps", "default_steps", "deployed_template"]
+__all__ = ["Deployer", "DeployState", "Options", "Steps", "default_steps", "deployed_template"]

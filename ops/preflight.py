@@ -8,7 +8,7 @@ writes to the account.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterator
@@ -16,11 +16,12 @@ from typing import Any, Iterator
 import yaml
 from botocore.exceptions import ClientError
 
+from cluster_config.sections import QUEUES, instance_types, queues
 from ops.cluster import Session
 from settings.context import REPO_ROOT
+from settings.errors import ConfigError
 
 OPENZFS_DATA = Path(__file__).resolve().parent / "data" / "openzfs_deployment_types.yaml"
-QUEUES = ("Scheduling", "SlurmQueues")
 # Instance family -> the label EC2's On-Demand vCPU quota names use ("Running On-Demand G and VT
 # instances", "Running On-Demand Standard (A, C, D, H, I, M, R, T, Z) instances"); the quotas and their
 # codes are read from Service Quotas itself. Longer prefixes first; otherwise the family's first letter.
@@ -57,7 +58,6 @@ class Node:
 class Target:
     """The synthesized templates about to be deployed."""
     templates: dict[str, dict[str, Any]]
-    region: str = field(default="")
 
     @cached_property
     def cluster(self) -> dict[str, Any]:
@@ -84,7 +84,7 @@ class Target:
         path = REPO_ROOT / self.config_source
         try:
             return load_document(path, self.config_source) if path.is_file() else None
-        except Exception:  # a config that synthesized parses; line numbers are a courtesy
+        except ConfigError:  # it synthesized, so it parses; line numbers are a courtesy anyway
             return None
 
     def where(self, path: tuple[str | int, ...]) -> str:
@@ -106,19 +106,15 @@ class Target:
         head = self.config.get("HeadNode") or {}
         yield Node(("HeadNode", "InstanceType"), str(head.get("InstanceType")),
                    [(head.get("Networking") or {}).get("SubnetId")], 1, 1)
-        for qi, queue in enumerate((self.config.get("Scheduling") or {}).get("SlurmQueues") or []):
+        for qi, queue in enumerate(queues(self.config)):
             subnets = (queue.get("Networking") or {}).get("SubnetIds") or []
             queue_reservation = (queue.get("CapacityReservationTarget") or {}).get("CapacityReservationId")
             for ci, resource in enumerate(queue.get("ComputeResources") or []):
                 own = (resource.get("CapacityReservationTarget") or {}).get("CapacityReservationId")
                 reservation_path = ((*QUEUES, qi, "ComputeResources", ci, "CapacityReservationTarget") if own else
                                     (*QUEUES, qi, "CapacityReservationTarget"))
-                types = ([((*QUEUES, qi, "ComputeResources", ci, "InstanceType"), resource["InstanceType"])]
-                         if resource.get("InstanceType") else
-                         [((*QUEUES, qi, "ComputeResources", ci, "Instances", ii, "InstanceType"), i["InstanceType"])
-                          for ii, i in enumerate(resource.get("Instances") or [])])
-                for path, instance_type in types:
-                    yield Node(path, str(instance_type), subnets, int(resource.get("MaxCount", 10)),
+                for path, instance_type in instance_types(resource):
+                    yield Node((*QUEUES, qi, "ComputeResources", ci, *path), instance_type, subnets, int(resource.get("MaxCount", 10)),
                                int(resource.get("MinCount", 0)), str(queue.get("CapacityType", "ONDEMAND")),
                                own or queue_reservation, reservation_path)
         for pi, pool in enumerate((self.config.get("LoginNodes") or {}).get("Pools") or []):

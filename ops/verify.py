@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 from botocore.exceptions import ClientError
 
+from cluster_config.sections import action_steps, instance_types, queues
 from ops.cluster import OpsError, Session, _required, outputs, run_shell
 
 CHECK_SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "checks" / "verify_cluster.sh"
@@ -59,8 +60,6 @@ def resolve(value: Any, stack_outputs: dict[str, str], refs: dict[str, str] | No
         return value
     if "Fn::GetStackOutput" in value:
         return stack_outputs.get(value["Fn::GetStackOutput"]["OutputName"], "")
-    if "Fn::ImportValue" in value:
-        return stack_outputs.get(str(value["Fn::ImportValue"]).removeprefix("PrereqStack-"), "")
     if "Ref" in value and len(value) == 1:
         return (refs or {}).get(value["Ref"], "")
     if "Fn::Join" in value:
@@ -69,17 +68,8 @@ def resolve(value: Any, stack_outputs: dict[str, str], refs: dict[str, str] | No
     return {k: resolve(v, stack_outputs, refs) for k, v in value.items()}
 
 
-def _scripts(section: dict[str, Any]) -> list[str]:
-    return [str(step.get("Script", "")) for action in (section.get("CustomActions") or {}).values()
-            for step in action.get("Sequence", [action])]
-
-
 def _instance_types(queue: dict[str, Any]) -> list[str]:
-    types = []
-    for resource in queue.get("ComputeResources") or []:
-        types += [resource["InstanceType"]] if resource.get("InstanceType") else [
-            i["InstanceType"] for i in resource.get("Instances") or []]
-    return types
+    return [t for resource in queue.get("ComputeResources") or [] for _, t in instance_types(resource)]
 
 
 def gpus_per_node(aws: Session, types: list[str]) -> dict[str, int]:
@@ -96,14 +86,14 @@ def plan_lines(config: dict[str, Any], user: str, exports: list[str], options: O
     """The plan verify_cluster.sh reads (its header documents the format)."""
     lines = [f"user {user}", f"timeout {options.timeout}", f"image {options.image}",
              f"nccl {options.nccl_min_busbw:g}"]
-    for queue in (config.get("Scheduling") or {}).get("SlurmQueues") or []:
+    for queue in queues(config):
         resources = queue.get("ComputeResources") or []
         static = sum(int(r.get("MinCount", 0)) for r in resources)
         maximum = sum(int(r.get("MaxCount", 10)) for r in resources)
         efa = any(str((r.get("Efa") or {}).get("Enabled", "false")).lower() == "true" for r in resources)
         # The fewest GPUs of the queue's types: a job of that many tasks per node fits on any of them.
         gpu = min((gpus or {}).get(t, 0) for t in _instance_types(queue) or [""])
-        pyxis = any(s.endswith("/enable_pyxis.sh") for s in _scripts(queue))
+        pyxis = any(str(step.get("Script", "")).endswith("/enable_pyxis.sh") for _, step in action_steps(queue))
         lines.append(f"queue {queue['Name']} {static} {maximum} {int(efa)} {gpu} {int(pyxis)}")
     for storage in config.get("SharedStorage") or []:
         if storage.get("StorageType") in FSTYPES:
@@ -205,8 +195,7 @@ def verify(aws: Session, options: Options, runner: Runner | None = None,
     instance_id = _required(deployed.cluster_outputs, "HeadNodeInstanceId", "ClusterStack")
     user = deployed.cluster_outputs.get("HeadNodeUser", "ec2-user")
     config = deployed.config
-    queues = (config.get("Scheduling") or {}).get("SlurmQueues") or []
-    gpus = gpus_per_node(aws, [t for q in queues for t in _instance_types(q)])
+    gpus = gpus_per_node(aws, [t for q in queues(config) for t in _instance_types(q)])
     run = runner or ssm_runner(aws, instance_id, options.timeout, sleep=sleep)
     lustre = next((s["MountDir"] for s in config.get("SharedStorage") or [] if s.get("StorageType") == "FsxLustre"),
                   None)

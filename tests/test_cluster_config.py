@@ -3,7 +3,6 @@ file, the line, the key and the fix. One schema subprocess per corpus keeps this
 
 from __future__ import annotations
 
-from collections import defaultdict
 from pathlib import Path
 
 import pytest

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from cluster_config import available_configs
+from cluster_config.sections import action_steps
 from cluster_config.simulation import Templates, simulate
 from tests.conftest import BRIDGE, synth
 from tests.corpus import _objects
@@ -38,11 +39,7 @@ def cluster(request: pytest.FixtureRequest) -> Cluster:
 
 def scripts_of(section: dict[str, Any]) -> list[str]:
     """The s3:// URLs every custom action of a config section runs."""
-    urls = []
-    for action in (section.get("CustomActions") or {}).values():
-        steps = action.get("Sequence", [action])
-        urls += [step["Script"] for step in steps if "Script" in step]
-    return urls
+    return [step["Script"] for _, step in action_steps(section) if "Script" in step]
 
 
 def test_the_head_node_can_list_read_and_write_the_job_prefix(cluster: Cluster):

@@ -10,7 +10,6 @@ from datetime import datetime, timezone
 from typing import Any
 
 import boto3
-import pytest
 from botocore.stub import Stubber
 
 from ops.cluster import Session
