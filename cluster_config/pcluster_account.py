@@ -31,6 +31,8 @@ import time
 from typing import Any
 
 REGION_ENV = "AWS_DEFAULT_REGION"
+# EC2 calls that moto answers from its packaged data alone (never from the simulated account's state).
+STATIC_OPERATIONS = ("DescribeInstanceTypeOfferings", "DescribeInstanceTypes")
 ID_PATTERN = re.compile(r"\b(?:vpc|subnet|sg|eni|igw|nat|rtb|vpce|ami|cr|fs|fsvol|fc|pg|key|eipalloc|i)-[0-9a-f]{8,17}\b")
 
 
@@ -95,8 +97,11 @@ class Simulator:
         self.region, self.boto3, self.mock_aws = region, boto3, mock_aws
         self.mock = None
         self.used = False
+        self.ahead: str | None = None  # the account built ahead of its request, untouched since
         self.state: dict[str, Any] = {}
+        self.static_answers: dict[str, Any] = {}
         self._attribution()
+        self._region_from_default_session()
         self._start()
 
     # -- the account --------------------------------------------------------------------------------
@@ -123,10 +128,43 @@ class Simulator:
         self.s3 = self.boto3.client("s3")
         self.s3.list_buckets()
         import moto.iam.aws_managed_policies  # noqa: F401 - the list of AWS managed policies, for GetPolicy
+        for page in self.ec2.get_paginator("describe_instance_type_offerings").paginate():
+            pass  # ParallelCluster lists every offering once per dry run: answered from static_answers after this
+
+    def _region_from_default_session(self) -> None:
+        """ParallelCluster builds a new boto3 Session for every AWS call only to log its region, and again
+        in get_region() (pcluster/aws/common.py): a third of a dry run. The region is fixed here, so that
+        module reads it from the default session; clients and resources are boto3's own."""
+        import types
+
+        import pcluster.aws.common as common
+
+        boto3 = self.boto3
+        common.boto3 = types.SimpleNamespace(  # type: ignore[attr-defined]
+            client=lambda *args, **kwargs: boto3.client(*args, **kwargs),
+            resource=lambda *args, **kwargs: boto3.resource(*args, **kwargs),
+            session=types.SimpleNamespace(Session=lambda: boto3.DEFAULT_SESSION))
 
     def reset(self) -> None:
         self.used = False
         self._start()
+
+    def prepare(self, account: dict[str, Any]) -> bool:
+        """A fresh account as ``account`` describes it: the one built ahead if it matches (returns True),
+        else a new one."""
+        if self.ahead is not None and self.ahead == _canonical(account):
+            self.ahead = None
+            return True
+        self.ahead = None
+        if self.used:
+            self.reset()
+        self.build(account)
+        return False
+
+    def build_ahead(self, account: dict[str, Any]) -> None:
+        """Builds ``account`` before it is asked for (the last one asked, while the caller synthesizes)."""
+        self.prepare(account)
+        self.ahead = _canonical(account)
 
     def build(self, account: dict[str, Any]) -> None:
         self.used = True
@@ -506,6 +544,29 @@ class Simulator:
             if "BlockDeviceMappings" in params:
                 params["BlockDeviceMappings"] = mappings
 
+        # moto answers these from its static data, the same in every account: each distinct call is
+        # serialized and parsed once per worker (the full offering list is 1,400 entries in 2 pages).
+        def static_key(context: dict[str, Any], operation: str) -> str:
+            return f"{operation} {json.dumps(context.get('simulated_params', {}), sort_keys=True, default=str)}"
+
+        def static_answer(operation: str):
+            def hook(context: dict[str, Any], **_: Any):
+                known = self.static_answers.get(static_key(context, operation))
+                return None if known is None else (AWSResponse("https://simulated", 200, {}, None),
+                                                   copy.deepcopy(known))
+            return hook
+
+        def keep_static_answer(operation: str):
+            def hook(context: dict[str, Any], http_response: Any, parsed: dict[str, Any], **_: Any) -> None:
+                if http_response.status_code == 200:
+                    self.static_answers.setdefault(static_key(context, operation), copy.deepcopy(parsed))
+            return hook
+
+        for operation in STATIC_OPERATIONS:
+            events.register(f"before-parameter-build.ec2.{operation}", remember)
+            events.register(f"before-call.ec2.{operation}", static_answer(operation))
+            events.register(f"after-call.ec2.{operation}", keep_static_answer(operation))
+
         for service_op, handler in (("fsx.DescribeFileSystems", file_systems), ("fsx.DescribeVolumes", volumes),
                                     ("ec2.DescribeCapacityReservations", reservations),
                                     ("secrets-manager.DescribeSecret", secret), ("kms.DescribeKey", kms_key),
@@ -636,6 +697,10 @@ class Simulator:
 
         nested = [text(o["Key"]) for o in self.s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
         return {"template": text(key), "nested": nested}
+
+
+def _canonical(account: dict[str, Any]) -> str:
+    return json.dumps(account, sort_keys=True, default=str)
 
 
 def _aws_managed_policy_exists(arn: str) -> bool:

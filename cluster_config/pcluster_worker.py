@@ -14,10 +14,12 @@ library, pcluster and moto only (no project imports; pcluster_account.py sits be
 - {"provider_call": {"operation", "properties", "dropped", "added"}}: what the provider's handler does
   with the custom resource's properties, then pcluster.lib's own argument check (nothing is dispatched)
   -> {"version", "arguments", "error"}.
-Started with ``--warm REGION``, it builds the simulated account's backends before the first request.
+Started with ``--warm REGION [ACCOUNT_FILE]``, it builds the simulated account's backends before the first
+request, and the account ACCOUNT_FILE describes (the last one asked for: usually asked for again).
 """
 
 import json
+import os
 import sys
 from importlib.metadata import version
 
@@ -25,11 +27,21 @@ _SIMULATOR = None
 _WARMING = None
 
 
-def _build(region):
+def _build(region, account_file=None):
     global _SIMULATOR
     from pcluster_account import Simulator
 
     _SIMULATOR = Simulator(region)
+    if account_file:
+        try:
+            with open(account_file) as file:
+                account = json.load(file)
+        except (OSError, ValueError):
+            return  # no guess to build ahead
+        try:
+            _SIMULATOR.build_ahead(account)
+        except Exception:  # noqa: BLE001 - a stale guess: the request builds its own account
+            _SIMULATOR.ahead = None
 
 
 def simulator(region):
@@ -40,12 +52,12 @@ def simulator(region):
     return _SIMULATOR
 
 
-def warm(region):
+def warm(region, account_file=None):
     """Builds the simulator in the background: schema requests are answered meanwhile."""
     global _WARMING
     import threading
 
-    _WARMING = threading.Thread(target=_build, args=(region,), daemon=True)
+    _WARMING = threading.Thread(target=_build, args=(region, account_file), daemon=True)
     _WARMING.start()
 
 
@@ -100,10 +112,8 @@ def dryrun(request):
 
     started = time.monotonic()
     sim = simulator(request["region"])
-    if sim.used:  # one account per request
-        sim.reset()
     ready = time.monotonic()
-    sim.build(request["account"])
+    built_ahead = sim.prepare(request["account"])  # one account per request
     built = time.monotonic()
     results = []
     for cluster in request["clusters"]:
@@ -112,14 +122,13 @@ def dryrun(request):
         results.append({"name": cluster["name"], "stand_ins": stand_ins, **outcome})
     return {"version": version("aws-parallelcluster"), "results": results,
             "timing": {"waited_for_simulator": round(ready - started, 3), "account": round(built - ready, 3),
+                       "account_built_ahead": built_ahead,
                        "total": round(time.monotonic() - started, 3)}}
 
 
 def cluster_template(request):
     sim = simulator(request["region"])
-    if sim.used:
-        sim.reset()
-    sim.build(request["account"])
+    sim.prepare(request["account"])
     sim.stand_ins(request["config"])
     return {"version": version("aws-parallelcluster"), **sim.cluster_template(request["cluster_name"], request["config"])}
 
@@ -209,8 +218,11 @@ HANDLERS = {"configs": schema, "patch": lambda r: patch(r["patch"]), "dryrun": l
 
 
 def main() -> int:
-    if len(sys.argv) == 3 and sys.argv[1] == "--warm":
-        warm(sys.argv[2])
+    if len(sys.argv) in (3, 4) and sys.argv[1] == "--warm":
+        # Warming up is background work: the synthesis it overlaps goes first (measured: 0.2 s faster
+        # synth on 2 cores); once the synthesis is done, nothing competes with the dry run.
+        os.nice(10)
+        warm(*sys.argv[2:])
     for line in sys.stdin:
         if not line.strip():
             continue

@@ -23,7 +23,7 @@ from cluster_config.rules import RuleContext, check_rules
 from cluster_config.schema import SchemaRequest, errors_from, schema_request, version_error
 from cluster_config.simulation import simulate
 from cluster_config.worker import (CACHE_DIR, PCLUSTER_PYTHON, PclusterProcess, WorkerError, cache_key, cached,
-                                   store)
+                                   remember_account, store)
 from settings.errors import ConfigError, ConfigErrors
 
 # What to change, for the validators that fire most on configs brought from elsewhere; ParallelCluster's
@@ -150,7 +150,9 @@ class Validation:
                     self._start_worker(warm=True)
                     _raise(self.errors, self)
                 assert self.worker
-                answer = self.worker.ask(request)
+                self.worker.send(request)
+                remember_account(self.region, simulation.account)  # while the worker answers
+                answer = self.worker.receive()
                 if self.use_cache:
                     store(key, answer)
                     (CACHE_DIR / f"{self.schema_key}.next").write_text(key)

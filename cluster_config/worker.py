@@ -37,6 +37,18 @@ def offline_env(region: str) -> dict[str, str]:
             "AWS_SHARED_CREDENTIALS_FILE": os.devnull, "PYTHONDONTWRITEBYTECODE": "1"}
 
 
+def last_account_file(region: str) -> Path:
+    """The simulated account last asked for in ``region``: built ahead by the next warm worker."""
+    return CACHE_DIR / f"last-account-{region}.json"
+
+
+def remember_account(region: str, account: dict[str, Any]) -> None:
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    path = last_account_file(region)
+    path.with_suffix(".tmp").write_text(json.dumps(account, default=str))
+    path.with_suffix(".tmp").replace(path)
+
+
 def cache_key(request: dict[str, Any], python: Path = PCLUSTER_PYTHON) -> str:
     parts = [json.dumps(request, sort_keys=True, default=str), str(python),
              *(source.read_text() for source in WORKER_SOURCES),
@@ -59,8 +71,9 @@ def store(key: str, answer: dict[str, Any]) -> None:
 class PclusterProcess:
     """One worker process: ``ask`` sends a request and waits for its answer; ``close`` ends it.
 
-    ``warm`` starts building the simulated account (moto backends, ParallelCluster's imports) before
-    the first request, for callers that will ask for a dry run after some work of their own.
+    ``warm`` starts building the simulated account (moto backends, ParallelCluster's imports, and the
+    account last asked for in this region) before the first request, for callers that will ask for a
+    dry run after some work of their own.
     """
 
     def __init__(self, region: str, *, warm: bool = False, python: Path = PCLUSTER_PYTHON) -> None:
@@ -68,7 +81,7 @@ class PclusterProcess:
             where = python.relative_to(REPO_ROOT) if python.is_relative_to(REPO_ROOT) else python
             raise WorkerError(f"the isolated ParallelCluster venv {where} is missing: run `make install` (it creates "
                               ".venv-pcluster from requirements-pcluster.txt)")
-        args = [str(python), str(WORKER), *(["--warm", region] if warm else [])]
+        args = [str(python), str(WORKER), *(["--warm", region, str(last_account_file(region))] if warm else [])]
         self.stderr = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe: chatty logs cannot block the worker
         self.process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr,
                                         text=True, env=offline_env(region), cwd=str(REPO_ROOT))

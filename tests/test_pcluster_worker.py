@@ -1,0 +1,118 @@
+"""ParallelCluster's worker process: the account it builds ahead (the last one asked for) speeds up the
+next synth and never changes an answer; the jsii kernel runs with the V8 pool size app.py chooses."""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+
+import pytest
+
+from app import jsii_node_options
+from cluster_config import worker
+from cluster_config.simulation import simulate
+
+REGION = "us-east-1"
+
+
+@pytest.fixture(scope="module")
+def deployment(default_app) -> tuple[dict, list[dict]]:
+    """The default app's simulated account and the cluster config its template carries."""
+    templates = {name: default_app.synthesis.template(name) for name in default_app.stacks}
+    scripts = default_app.stacks["ClusterStack"].node_actions
+    simulation = simulate(templates, REGION, objects={f"ClusterStack/{scripts.bucket_logical_id}":
+                                                      scripts.deployed_keys})
+    return simulation.account, simulation.configs
+
+
+def without_ingress(account: dict) -> dict:
+    """The same account with every inbound rule gone: the file systems cannot be reached."""
+    closed = copy.deepcopy(account)
+    for group in closed["security_groups"]:
+        group["ingress"] = []
+    return closed
+
+
+def dry_run(account: dict, configs: list[dict], ahead: dict | None, tmp_path, monkeypatch) -> dict:
+    monkeypatch.setattr(worker, "CACHE_DIR", tmp_path)
+    worker.last_account_file(REGION).unlink(missing_ok=True)
+    if ahead is not None:
+        worker.remember_account(REGION, ahead)
+    with worker.PclusterProcess(REGION, warm=True) as process:
+        answer = process.ask({"dryrun": {"region": REGION, "account": account, "clusters": [
+            {"name": "vanilla", "cluster_name": "hpc-cluster", "config": config} for config in configs]}})
+    return answer
+
+
+def errors(answer: dict) -> list[tuple[str, str]]:
+    return sorted((f["type"], f["message"]) for r in answer["results"] for f in r["findings"] if f["level"] == "ERROR")
+
+
+def test_the_last_account_is_built_ahead_and_answers_as_a_fresh_one(deployment, tmp_path, monkeypatch):
+    account, configs = deployment
+    fresh = dry_run(account, configs, None, tmp_path, monkeypatch)
+    ahead = dry_run(account, configs, account, tmp_path, monkeypatch)
+    assert not fresh["timing"]["account_built_ahead"] and ahead["timing"]["account_built_ahead"]
+    assert [r["findings"] for r in ahead["results"]] == [r["findings"] for r in fresh["results"]]
+    assert ahead["results"][0]["validators"] == fresh["results"][0]["validators"] > 60
+
+
+def test_a_stale_guess_never_reaches_the_answer(deployment, tmp_path, monkeypatch):
+    account, configs = deployment
+    closed = without_ingress(account)
+    # Built ahead: the open account; asked: the closed one. ParallelCluster must see the closed one.
+    asked_closed = dry_run(closed, configs, account, tmp_path, monkeypatch)
+    assert not asked_closed["timing"]["account_built_ahead"]
+    assert any(kind == "ExistingFsxNetworkingValidator" for kind, _ in errors(asked_closed))
+    # And the other way round: nothing of the closed guess is left in the open account.
+    asked_open = dry_run(account, configs, closed, tmp_path, monkeypatch)
+    assert not asked_open["timing"]["account_built_ahead"] and errors(asked_open) == []
+
+
+def test_an_unreadable_guess_is_ignored(deployment, tmp_path, monkeypatch):
+    account, configs = deployment
+    monkeypatch.setattr(worker, "CACHE_DIR", tmp_path)
+    worker.last_account_file(REGION).write_text("{not json")
+    with worker.PclusterProcess(REGION, warm=True) as process:
+        answer = process.ask({"dryrun": {"region": REGION, "account": account, "clusters": [
+            {"name": "vanilla", "cluster_name": "hpc-cluster", "config": configs[0]}]}})
+    assert not answer["timing"]["account_built_ahead"] and errors(answer) == []
+
+
+def test_one_worker_answers_request_after_request_as_fresh_workers_do(deployment, tmp_path, monkeypatch):
+    """Answers from moto's packaged data (instance types and offerings) are reused within a worker."""
+    account, [config] = deployment
+    unknown = copy.deepcopy(config)
+    unknown["HeadNode"]["InstanceType"] = "c5.99xlarge"
+    monkeypatch.setattr(worker, "CACHE_DIR", tmp_path)
+
+    def request(cluster_config: dict) -> dict:
+        return {"dryrun": {"region": REGION, "account": account, "clusters": [
+            {"name": "vanilla", "cluster_name": "hpc-cluster", "config": cluster_config}]}}
+
+    with worker.PclusterProcess(REGION, warm=True) as process:
+        answers = [process.ask(request(c)) for c in (config, unknown, config)]
+    assert errors(answers[0]) == errors(answers[2]) == []
+    assert any(kind == "InstanceTypeValidator" and "c5.99xlarge" in message for kind, message in errors(answers[1]))
+    assert answers[0]["results"][0]["findings"] == answers[2]["results"][0]["findings"]
+
+
+# -- the jsii kernel's V8 pool ------------------------------------------------------------------------
+def test_the_v8_pool_gets_half_the_cores_at_most_four():
+    assert jsii_node_options("", 1) == "--v8-pool-size=1"
+    assert jsii_node_options("", 2) == "--v8-pool-size=1"
+    assert jsii_node_options("", 6) == "--v8-pool-size=3"
+    assert jsii_node_options("", 64) == "--v8-pool-size=4"
+    assert jsii_node_options("--max-old-space-size=8192", 2) == "--max-old-space-size=8192 --v8-pool-size=1"
+
+
+def test_a_pool_size_the_user_set_wins():
+    assert jsii_node_options("--v8-pool-size=8", 2) == "--v8-pool-size=8"
+
+
+def test_node_accepts_the_option_in_node_options():
+    """NODE_OPTIONS takes only allow-listed flags; a rejected one would stop the jsii kernel, and synth."""
+    result = subprocess.run(["node", "-e", "process.exit(0)"], capture_output=True, text=True,
+                            env={**os.environ, "NODE_OPTIONS": jsii_node_options("", os.cpu_count() or 1)})
+    assert result.returncode == 0, result.stderr
