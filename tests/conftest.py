@@ -7,6 +7,9 @@ import os
 # Before any CDK import: offline, quiet jsii.
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+from app import jsii_node_options  # noqa: E402 - the V8 pool size app.py gives CDK's kernel
+
+os.environ["NODE_OPTIONS"] = jsii_node_options(os.environ.get("NODE_OPTIONS", ""), os.cpu_count() or 1)
 
 from functools import lru_cache  # noqa: E402
 from typing import Any  # noqa: E402
