@@ -117,6 +117,8 @@ def main() -> int:
     from app import jsii_node_options
     from cluster_config import available_configs
 
+    for leftover in CONFIG_DIR.glob("benchmark-edit-*.yaml"):  # from a run that was killed
+        leftover.unlink()
     results: dict[str, list[float]] = defaultdict(list)
     tuned = {"NODE_OPTIONS": jsii_node_options(os.environ.get("NODE_OPTIONS", ""), os.cpu_count() or 1)}
     with tempfile.TemporaryDirectory() as tmp:
