@@ -43,10 +43,15 @@ def last_account_file(region: str) -> Path:
 
 
 def remember_account(region: str, account: dict[str, Any]) -> None:
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    path = last_account_file(region)
-    path.with_suffix(".tmp").write_text(json.dumps(account, default=str))
-    path.with_suffix(".tmp").replace(path)
+    _write_atomically(last_account_file(region), json.dumps(account, default=str))
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Readers see the old file or the new one; two synths at once each write their own temporary file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(f".{os.getpid()}.tmp")
+    temporary.write_text(text)
+    temporary.replace(path)
 
 
 def cache_key(request: dict[str, Any], python: Path = PCLUSTER_PYTHON) -> str:
@@ -62,10 +67,7 @@ def cached(key: str) -> dict[str, Any] | None:
 
 
 def store(key: str, answer: dict[str, Any]) -> None:
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    path = CACHE_DIR / f"{key}.json"
-    path.with_suffix(".tmp").write_text(json.dumps(answer))
-    path.with_suffix(".tmp").replace(path)
+    _write_atomically(CACHE_DIR / f"{key}.json", json.dumps(answer))
 
 
 class PclusterProcess:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import os
+import sys
 import subprocess
 
 import pytest
@@ -133,3 +134,17 @@ def test_the_preload_path_survives_spaces(tmp_path, monkeypatch):
     result = subprocess.run(["node", "-e", "0"], capture_output=True, text=True,
                             env={**os.environ, "NODE_OPTIONS": app.jsii_node_options("", 2)})
     assert (result.returncode, result.stderr) == (0, "")
+
+
+def test_two_synths_at_once_write_the_cache_without_tripping_over_each_other(tmp_path):
+    """Each writer has its own temporary file: with a shared one, a writer can find it gone (crash)."""
+    script = (f"import sys; sys.path.insert(0, {str(worker.REPO_ROOT)!r})\n"
+              "from pathlib import Path\nfrom cluster_config import worker\n"
+              f"worker.CACHE_DIR = Path({str(tmp_path)!r})\n"
+              "for n in range(300):\n"
+              "    worker.store('same-key', {'n': n, 'pad': 'x' * 4096})\n"
+              "    worker.remember_account('us-east-1', {'n': n})\n")
+    writers = [subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    results = [(w.wait(), w.stderr.read()) for w in writers]
+    assert results == [(0, "")] * 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last-account-us-east-1.json", "same-key.json"]
