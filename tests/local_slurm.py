@@ -13,8 +13,11 @@ import signal
 import socket
 import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
+
+import pytest
 
 
 def tool(name: str) -> str:
@@ -23,6 +26,14 @@ def tool(name: str) -> str:
 
 def missing_tools(*names: str) -> list[str]:
     return [n for n in names if not (shutil.which(n) or shutil.which(n, path="/usr/sbin:/usr/bin"))]
+
+
+def needs(*tools: str, packages: str = "slurm-wlm and munge") -> list[pytest.MarkDecorator]:
+    """``pytestmark`` of a test file that starts daemons as root: skipped, saying why, without them."""
+    missing = missing_tools(*tools)
+    return [pytest.mark.slow, pytest.mark.skipif(
+        bool(missing) or os.geteuid() != 0,
+        reason=f"needs Debian's {packages} and root (missing: {missing}); `make test` installs them as root")]
 
 
 def ensure_user(name: str) -> int:
@@ -121,3 +132,18 @@ PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
                 os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
             except (FileNotFoundError, ProcessLookupError, ValueError):
                 pass
+
+
+@contextmanager
+def running(base: Path, cluster_name: str, conf: str) -> Iterator[LocalSlurm]:
+    """A started one-node cluster in ``base`` (``conf``: lines added to slurm.conf); afterwards its daemons
+    are stopped and ``base`` is removed."""
+    cluster = LocalSlurm(base, cluster_name=cluster_name)
+    cluster.write_conf(conf)
+    try:
+        cluster.start_munge()
+        cluster.start_slurm()
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(base, ignore_errors=True)

@@ -19,14 +19,10 @@ import pytest
 import cluster_config
 from cluster_config.accounting import with_accounting
 from cluster_config.render import render
-from tests.local_slurm import LocalSlurm, free_port, missing_tools, tool, wait_for
+from tests.local_slurm import LocalSlurm, free_port, needs, tool, wait_for
 
-missing = missing_tools("mariadb-install-db", "mariadbd", "slurmdbd", "slurmctld", "slurmd", "munged", "sacct",
-                        "sacctmgr")
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(
-    bool(missing) or os.geteuid() != 0,
-    reason=f"needs Debian's mariadb-server, slurmdbd, slurm-wlm and root (missing: {missing}); `make test` "
-           "installs them as root")]
+pytestmark = needs("mariadb-install-db", "mariadbd", "slurmdbd", "slurmctld", "slurmd", "munged", "sacct", "sacctmgr",
+                   packages="mariadb-server, slurmdbd, slurm-wlm")
 PASSWORD = "S3cretFromSecretsManager"  # the slurmdbd user's, as in its Secrets Manager secret
 ADMIN_PASSWORD = "MasterFromRdsSecret"
 FUNCTION_DIR = Path(__file__).resolve().parent.parent / "hpc_constructs" / "accounting_user"

@@ -4,8 +4,6 @@ count is what the deploy waits on, and removing the reservation lets the pending
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -14,13 +12,10 @@ from typing import Iterator
 import pytest
 
 from ops.deploy import RELEASE, RESERVE, RUNNING_JOBS
-from tests.local_slurm import LocalSlurm, ensure_user, missing_tools, wait_for
+from tests.local_slurm import LocalSlurm, ensure_user, needs, running, wait_for
 
 USER = "verifyuser"
-missing = missing_tools("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "scancel", "runuser")
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(
-    bool(missing) or os.geteuid() != 0,
-    reason=f"needs Debian's slurm-wlm and munge and root (missing: {missing}); `make test` installs them")]
+pytestmark = needs("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "scancel", "runuser")
 
 
 @pytest.fixture(scope="module")
@@ -28,15 +23,8 @@ def slurm() -> Iterator[LocalSlurm]:
     ensure_user(USER)
     base = Path(tempfile.mkdtemp(prefix="drain-"))
     base.chmod(0o755)
-    cluster = LocalSlurm(base, cluster_name="drain")
-    cluster.write_conf("JobAcctGatherType=jobacct_gather/none\nKillWait=2")
-    try:
-        cluster.start_munge()
-        cluster.start_slurm()
+    with running(base, "drain", "JobAcctGatherType=jobacct_gather/none\nKillWait=2") as cluster:
         yield cluster
-    finally:
-        cluster.stop()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def head_node(slurm: LocalSlurm, command: str) -> str:

@@ -24,15 +24,12 @@ import pytest
 
 from job_bridge.client import JobStore
 from settings.context import REPO_ROOT
-from tests.local_slurm import LocalSlurm, ensure_user, free_port, missing_tools, wait_for
+from tests.local_slurm import ensure_user, free_port, needs, running, wait_for
 
 SCRIPT = REPO_ROOT / "scripts" / "node_actions" / "job_bridge.sh"
 BUCKET, PREFIX = "data-bucket", "jobs/"
 JOB_USER, OTHER_USER = "jbridgeuser", "jbridgeother"
-missing = missing_tools("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scancel", "useradd", "runuser")
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(
-    bool(missing) or os.geteuid() != 0,
-    reason=f"needs Debian's slurm-wlm and munge and root (missing: {missing}); `make test` installs them as root")]
+pytestmark = needs("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scancel", "useradd", "runuser")
 
 
 @pytest.fixture(scope="module")
@@ -75,18 +72,11 @@ def cluster(s3_endpoint: str) -> Iterator[dict[str, str]]:
                     f"export AWS_ENDPOINT_URL={s3_endpoint} AWS_DEFAULT_REGION=us-east-1 "
                     f"AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing\n"
                     f"export PATH={Path(sys.executable).parent}:$PATH\n")
-    slurm = LocalSlurm(base)
     # The epilog is set as the cluster config sets it (CustomSlurmSettings: EpilogSlurmctld).
-    slurm.write_conf(f"JobAcctGatherType=jobacct_gather/none\nMinJobAge=600\nKillWait=2\n"
-                     f"EpilogSlurmctld={root}/opt/job-bridge/epilog")
-    try:
-        slurm.start_munge()
-        slurm.start_slurm()
+    with running(base, "bridge", f"JobAcctGatherType=jobacct_gather/none\nMinJobAge=600\nKillWait=2\n"
+                                 f"EpilogSlurmctld={root}/opt/job-bridge/epilog") as slurm:
         yield {"conf": str(conf), "slurm_conf": str(slurm.conf), "work": str(work / "job-aws"), "uid": str(uid),
                "journal": str(base / "journal"), "base": str(base)}
-    finally:
-        slurm.stop()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture

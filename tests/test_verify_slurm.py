@@ -9,7 +9,6 @@ the plugin, fi_info finding no EFA device, the wrong file system, a mount the us
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import tempfile
 import threading
@@ -20,14 +19,11 @@ from typing import Iterator
 import pytest
 
 from ops.verify import CHECK_SCRIPT, CheckResult, parse, ssm_command
-from tests.local_slurm import LocalSlurm, ensure_user, missing_tools
+from tests.local_slurm import LocalSlurm, ensure_user, needs, running
 
 USER = "verifyuser"
-missing = missing_tools("munged", "slurmctld", "slurmd", "srun", "sbatch", "salloc", "useradd", "runuser", "findmnt",
-                        "fi_info")
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(
-    bool(missing) or os.geteuid() != 0,
-    reason=f"needs Debian's slurm-wlm, munge, libfabric-bin and root (missing: {missing}); `make test` installs them")]
+pytestmark = needs("munged", "slurmctld", "slurmd", "srun", "sbatch", "salloc", "useradd", "runuser", "findmnt",
+                   "fi_info", packages="slurm-wlm, munge, libfabric-bin")
 
 
 @pytest.fixture(scope="module")
@@ -35,15 +31,8 @@ def slurm() -> Iterator[LocalSlurm]:
     ensure_user(USER)
     base = Path(tempfile.mkdtemp(prefix="verify-"))
     base.chmod(0o755)  # the user reads slurm.conf and reaches munge's socket here
-    cluster = LocalSlurm(base, cluster_name="verify")
-    cluster.write_conf("JobAcctGatherType=jobacct_gather/none\nKillWait=2")
-    try:
-        cluster.start_munge()
-        cluster.start_slurm()
+    with running(base, "verify", "JobAcctGatherType=jobacct_gather/none\nKillWait=2") as cluster:
         yield cluster
-    finally:
-        cluster.stop()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def fstype(path: str) -> str:
