@@ -40,8 +40,8 @@ def _build(region, account_file=None):
             return  # no guess to build ahead
         try:
             _SIMULATOR.build_ahead(account)
-        except Exception:  # noqa: BLE001 - a stale guess: the request builds its own account
-            _SIMULATOR.ahead = None
+        except Exception:  # noqa: BLE001 - a guess that does not build: nothing counts as built ahead,
+            pass  # and the request resets the account and builds its own
 
 
 def simulator(region):
@@ -220,7 +220,7 @@ HANDLERS = {"configs": schema, "patch": lambda r: patch(r["patch"]), "dryrun": l
 def main() -> int:
     if len(sys.argv) in (3, 4) and sys.argv[1] == "--warm":
         # Warming up is background work: the synthesis it overlaps goes first (measured: 0.2 s faster
-        # synth on 2 cores); once the synthesis is done, nothing competes with the dry run.
+        # synth on 2 cores); the dry run comes after the synthesis, when the priority hardly matters.
         os.nice(10)
         warm(*sys.argv[2:])
     for line in sys.stdin:
