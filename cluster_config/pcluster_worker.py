@@ -217,6 +217,15 @@ HANDLERS = {"configs": schema, "patch": lambda r: patch(r["patch"]), "dryrun": l
             "cluster_template": lambda r: cluster_template(r["cluster_template"])}
 
 
+def _checking(error):
+    """What the worker was checking when it failed: a validator, or the key a stand-in was being made for."""
+    if getattr(error, "where", None):
+        return error.where
+    if _SIMULATOR is not None and _SIMULATOR.checking:
+        return f"the stand-in for {_SIMULATOR.checking}"
+    return None
+
+
 def main() -> int:
     if len(sys.argv) in (3, 4) and sys.argv[1] == "--warm":
         # Warming up is background work: the synthesis it overlaps goes first (measured: 0.2 s faster
@@ -233,8 +242,9 @@ def main() -> int:
         except Exception as error:  # noqa: BLE001 - reported to the caller, which names the worker
             import traceback
 
-            answer = {"version": version("aws-parallelcluster"), "crash": f"{type(error).__name__}: {error}",
-                      "traceback": traceback.format_exc()[-3000:]}
+            cause = error.__cause__ or error
+            answer = {"version": version("aws-parallelcluster"), "crash": f"{type(cause).__name__}: {cause}",
+                      "checking": _checking(error), "traceback": traceback.format_exc()[-3000:]}
         sys.stdout.write(json.dumps(answer, default=str) + "\n")
         sys.stdout.flush()
     return 0

@@ -22,8 +22,8 @@ from cluster_config.render import PlaceholderValues, render
 from cluster_config.rules import RuleContext, check_rules
 from cluster_config.schema import SchemaRequest, errors_from, schema_request, version_error
 from cluster_config.simulation import simulate
-from cluster_config.worker import (CACHE_DIR, PCLUSTER_PYTHON, PclusterProcess, WorkerError, cache_key, cached,
-                                   remember_account, store)
+from cluster_config.worker import (CACHE_DIR, PCLUSTER_PYTHON, MachineryFailure, PclusterProcess, WorkerError,
+                                   cache_key, cached, remember_account, store)
 from settings.errors import ConfigError, ConfigErrors
 
 # What to change, for the validators that fire most on configs brought from elsewhere; ParallelCluster's
@@ -44,6 +44,9 @@ FIXES = {
     "InstanceTypeValidator": "use an instance type offered in the stacks' availability zone",
 }
 SEQUENCE = "Sequence"
+# Validators whose finding is about one key, wherever the message's values also appear (the head node's type
+# may equal a queue's).
+FINDING_KEYS: dict[str, YamlPath] = {"HeadNodeMemorySizeValidator": ("HeadNode", "InstanceType")}
 # Validators about a value that comes from CDK context rather than the YAML.
 CONTEXT_VALIDATORS = {"ClusterNameValidator": ("cluster_name", "choose a shorter cluster_name (-c cluster_name=...)")}
 
@@ -135,7 +138,11 @@ class Validation:
         """ParallelCluster's full validation of the configs in ``templates`` (or of ``configs``, rendered with
         the simulated ids), in the account the templates create. Raises ConfigErrors on ERROR findings."""
         self.check()
-        simulation = simulate(templates, self.region, objects=objects)
+        try:
+            simulation = simulate(templates, self.region, objects=objects)
+        except Exception as error:  # noqa: BLE001 - a template the simulation cannot read: its fault, said so
+            _raise([machinery_error(f"{type(error).__name__}: {error}", "the synthesized templates",
+                                    "cluster_config/simulation.py")], self)
         configs = simulation.configs if configs is None else configs
         if len(configs) != len(self.documents):
             raise AssertionError(f"{len(configs)} cluster configs in the templates for {len(self.documents)} documents")
@@ -171,20 +178,23 @@ class Validation:
             result.seconds += outcome["seconds"]
             for stand_in in outcome["stand_ins"]:
                 path = document_path(config, stand_in["path"])
+                note = stand_in.get("note") or ("not checked offline: this app does not create it, so a passing "
+                                                "stand-in was simulated")
                 result.warnings.append(str(document.error(
-                    path, "not checked offline: this app does not create it, so a passing stand-in was simulated",
-                    "ParallelCluster checks it against your account at deploy time",
+                    path, note, "ParallelCluster checks it against your account at deploy time",
                     value=stand_in["value"], has_value=True)).replace("\n  fix: ", "; "))
             for finding in outcome["findings"]:
-                path = refine(config, document_path(config, finding["path"]), finding["message"])
+                path = FINDING_KEYS.get(finding["type"]) or refine(config, document_path(config, finding["path"]),
+                                                                   finding["message"])
                 message = simulation.readable(finding["message"])
                 if finding["level"] == "ERROR" and finding["type"] in CONTEXT_VALIDATORS:
                     key, fix = CONTEXT_VALIDATORS[finding["type"]]
                     errors.append(ConfigError(source="cdk.json or -c", key=f"context '{key}'", value=cluster_name,
                                               problem=f"ParallelCluster {finding['type']}: {message}", fix=fix))
                 elif finding["level"] == "ERROR":
-                    fix = FIXES.get(finding["type"], f"change {format_path(path)} as ParallelCluster's message says "
-                                                     f"(validator {finding['type']})")
+                    fix = finding.get("fix") or FIXES.get(
+                        finding["type"], f"change {format_path(path)} as ParallelCluster's message says "
+                                         f"(validator {finding['type']})")
                     errors.append(document.error(path, f"ParallelCluster {finding['type']}: {message}", fix))
                 else:
                     where = document.error(path, "", "")
@@ -242,8 +252,19 @@ def _leaves(node: Any, path: YamlPath):
 
 def _worker_error(error: WorkerError) -> ConfigError:
     where = PCLUSTER_PYTHON.parent.parent.name
+    if isinstance(error, MachineryFailure):
+        return machinery_error(error.exception, error.checking or "the request", where)
     return ConfigError(source=where, key="ParallelCluster validation", has_value=False, problem=str(error),
                        fix="run `make install` (it creates .venv-pcluster from requirements-pcluster.txt)")
+
+
+def machinery_error(exception: str, checking: str, source: str) -> ConfigError:
+    """The offline validation itself failed: said as such, with the exception and what it was checking."""
+    return ConfigError(source=source, key=f"offline validation, while checking {checking}", has_value=False,
+                       problem=f"the validation machinery failed ({exception}); this is a fault of this app's "
+                               "simulation of AWS, not a finding about your config",
+                       fix="report it with this message (your config was not judged); `cdk synth` runs the check "
+                           "again once it is fixed")
 
 
 def _line(error: ConfigError) -> tuple[str, int]:

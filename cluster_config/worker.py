@@ -27,7 +27,16 @@ TIMEOUT_SECONDS = 300
 
 
 class WorkerError(Exception):
-    """The worker is missing or crashed: a broken install, not a bad config."""
+    """The worker is missing or stopped: a broken install, not a bad config."""
+
+
+class MachineryFailure(WorkerError):
+    """The validation machinery failed on a request (a fault of the simulation, not of the config): the
+    exception, what was being checked, and the worker's traceback."""
+
+    def __init__(self, exception: str, checking: str | None, traceback: str = "") -> None:
+        super().__init__(f"{exception} (while checking {checking or 'the request'})")
+        self.exception, self.checking, self.traceback = exception, checking, traceback
 
 
 def offline_env(region: str) -> dict[str, str]:
@@ -112,7 +121,7 @@ class PclusterProcess:
                               "rebuild .venv-pcluster")
         answer = json.loads(line)
         if "crash" in answer:
-            raise WorkerError(f"the ParallelCluster worker failed: {answer['crash']}\n{answer.get('traceback', '')}")
+            raise MachineryFailure(answer["crash"], answer.get("checking"), answer.get("traceback", ""))
         return answer
 
     def close(self) -> None:
