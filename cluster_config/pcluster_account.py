@@ -13,9 +13,11 @@ botocore event hooks on boto3's default session (which ParallelCluster's clients
 - CloudFormation ``DescribeStacks``: no cluster stack exists yet;
 - ``RunInstances`` dry runs: moto rejects instance-store and size-less EBS mappings, which EC2 accepts.
 
-Ids in a config that point outside our templates (an existing subnet, security group, file system,
-reservation, AMI, key pair, role) cannot be known offline: each gets a stand-in that passes, and the
-answer lists it so synth prints a WARNING that it was not checked.
+Values in a config that point outside our templates (an existing subnet, security group, file system,
+reservation, placement group, bucket, AMI, key pair, role, ... : every kind pcluster_lookups.yaml lists)
+cannot be known offline: each gets a stand-in that passes, and the answer lists it so synth prints a
+WARNING that it was not checked. A call that neither moto nor a handler answers is a gap: the validator
+that made it reports a WARNING naming the key, never an ERROR.
 """
 
 from __future__ import annotations
@@ -688,23 +690,20 @@ class Simulator:
             return self._error("InvalidPlacementGroup.Unknown", f"The Placement Group '{missing}' is unknown.")
         return self._answer({"PlacementGroups": wanted if asked else list(groups.values())})
 
-    def _on_ec2_DescribeVolumes(self, params: dict[str, Any]):
-        wanted = params.get("VolumeIds") or []
-        if wanted and all(v in self.state["ebs_volumes"] for v in wanted):
-            return self._answer({"Volumes": [self.state["ebs_volumes"][v] for v in wanted]})
+    def _stood_in(self, table: str, wanted: list[str], key: str):
+        """Stand-ins answer for themselves; anything else is moto's (created by the templates, or not found)."""
+        if wanted and all(v in self.state[table] for v in wanted):
+            return self._answer({key: [self.state[table][v] for v in wanted]})
         return None
+
+    def _on_ec2_DescribeVolumes(self, params: dict[str, Any]):
+        return self._stood_in("ebs_volumes", params.get("VolumeIds") or [], "Volumes")
 
     def _on_ec2_DescribeSnapshots(self, params: dict[str, Any]):
-        wanted = params.get("SnapshotIds") or []
-        if wanted and all(v in self.state["snapshots"] for v in wanted):
-            return self._answer({"Snapshots": [self.state["snapshots"][v] for v in wanted]})
-        return None
+        return self._stood_in("snapshots", params.get("SnapshotIds") or [], "Snapshots")
 
     def _on_ec2_DescribeAddresses(self, params: dict[str, Any]):
-        wanted = params.get("PublicIps") or []
-        if wanted and all(v in self.state["addresses"] for v in wanted):
-            return self._answer({"Addresses": [self.state["addresses"][v] for v in wanted]})
-        return None
+        return self._stood_in("addresses", params.get("PublicIps") or [], "Addresses")
 
     def _on_ec2_DescribeInstanceTypes(self, params: dict[str, Any]):
         # Every named type from the catalogue (or a stand-in), as moto would, without its serializer.
