@@ -61,7 +61,9 @@ class AccountingDatabase(Construct):
             storage_encrypted=True,
             enable_data_api=True,
             backup=rds.BackupProps(retention=Duration.days(7)),
-            deletion_protection=not destroy_on_delete,
+            # Kept as a final snapshot (DeletionPolicy Snapshot). Deletion protection would make RDS refuse the
+            # DeleteDBCluster that takes that snapshot, and `cdk destroy` would fail with the cluster still billing.
+            deletion_protection=False,
             removal_policy=RemovalPolicy.DESTROY if destroy_on_delete else RemovalPolicy.SNAPSHOT,
             cloudwatch_logs_exports=["error", "slowquery"],
         )
@@ -131,9 +133,10 @@ class AccountingDatabase(Construct):
              "deploy, which is its error report."},
             {"id": "NIST.800.53.R5-LambdaConcurrency", "reason": "Invoked only by CloudFormation during deploys of "
              "this stack; it cannot be invoked at a rate that needs a concurrency limit."}])
-        if destroy_on_delete:
-            throwaway = "destroy_data_on_delete=true asks for a throwaway environment that cdk destroy removes completely."
-            NagSuppressions.add_resource_suppressions(self.cluster, [
-                {"id": "AwsSolutions-RDS10", "reason": throwaway},
-                {"id": "NIST.800.53.R5-RDSInstanceDeletionProtectionEnabled", "reason": throwaway}],
-                apply_to_children=True)
+        reason = ("destroy_data_on_delete=true asks for a throwaway environment that cdk destroy removes completely."
+                  if destroy_on_delete else "cdk destroy keeps the database as a final snapshot (DeletionPolicy "
+                  "Snapshot); deletion protection would make RDS refuse that deletion and the destroy fail.")
+        NagSuppressions.add_resource_suppressions(self.cluster, [
+            {"id": "AwsSolutions-RDS10", "reason": reason},
+            {"id": "NIST.800.53.R5-RDSInstanceDeletionProtectionEnabled", "reason": reason}],
+            apply_to_children=True)

@@ -53,6 +53,11 @@ class DataBucket(Construct):
             {"id": "NIST.800.53.R5-S3DefaultEncryptionKMS", "reason": "SSE-S3: FSx data repository associations "
              "read and write the bucket with FSx's service-linked role, which a customer key policy would also "
              "have to admit for every association."}])
+        # A kept bucket keeps its policy (TLS-only, the job bridge's denies, the log delivery grant): CloudFormation
+        # would otherwise delete the BucketPolicy resources and leave the kept buckets without them.
+        for bucket in (self.access_logs, self.bucket):
+            if bucket.policy is not None:
+                bucket.policy.apply_removal_policy(removal_policy)
         # EventBridge notifications (the job bridge reacts to Object Created events), set on the
         # CloudFormation resource: the L2 flag would add a custom-resource Lambda for the same thing.
         cfn_bucket: s3.CfnBucket = self.bucket.node.default_child  # type: ignore[assignment]

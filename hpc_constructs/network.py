@@ -59,6 +59,14 @@ class ClusterNetwork(Construct):
             in_zone(self.vpc.private_subnets, settings.secondary_availability_zone)
             if len(zones) > 1 else None)
 
+    def keep_private_network(self) -> None:
+        """Keeps the VPC and the private subnets on ``cdk destroy`` (DeletionPolicy Retain): a kept file system's
+        network interfaces stay in them, and EC2 refuses to delete a subnet or VPC that still has interfaces
+        (lifecycle/deletion_rules.yaml). Everything else of the network (NAT, gateways, public subnet) goes."""
+        resources = [self.vpc.node.default_child, *(s.node.default_child for s in self.vpc.private_subnets)]
+        for resource in resources:
+            resource.apply_removal_policy(RemovalPolicy.RETAIN)  # type: ignore[union-attr]
+
     def _suppressions(self, flow_logs: logs.LogGroup, flow_log: ec2.FlowLog) -> None:
         NagSuppressions.add_resource_suppressions(flow_logs, [
             {"id": "NIST.800.53.R5-CloudWatchLogGroupEncrypted", "reason": "Rejected-traffic flow records "

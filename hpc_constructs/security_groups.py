@@ -7,7 +7,7 @@ The file-system groups admit exactly the ports FSx documents, from the cluster g
 
 from __future__ import annotations
 
-from aws_cdk import aws_ec2 as ec2
+from aws_cdk import RemovalPolicy, aws_ec2 as ec2
 from cdk_nag import NagSuppressions
 from constructs import Construct
 
@@ -53,3 +53,10 @@ class ClusterSecurityGroups(Construct):
                                          description="FSx for OpenZFS: NFS from cluster nodes")
         for port in NFS_PORTS:
             self.openzfs.add_ingress_rule(self.cluster, port, "NFS from cluster nodes")
+
+    def keep_storage_groups(self) -> None:
+        """Keeps the file systems' groups on ``cdk destroy``: a kept file system's interfaces still use them, and
+        EC2 refuses to delete a group in use. Their rules naming the cluster group are separate resources and go,
+        so the cluster group itself can be deleted."""
+        for group in (self.lustre, self.openzfs):
+            group.node.default_child.apply_removal_policy(RemovalPolicy.RETAIN)  # type: ignore[union-attr]

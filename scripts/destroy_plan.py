@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Lists what `cdk destroy` will delete and what it will keep, with how to remove the kept resources.
+"""Simulates `cdk destroy`: whether it completes, what it deletes and keeps, and how to remove what remains.
 
     scripts/destroy_plan.py                 # from a fresh synth of the working tree
     scripts/destroy_plan.py --source cdk.out
@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lifecycle.destroy_plan import DESTROY_ORDER, deployed_physical_ids, plan, to_text  # noqa: E402
+from lifecycle.destroy_plan import DESTROY_ORDER, deployed_physical_ids, simulate, to_text  # noqa: E402
 from lifecycle.synth import synth  # noqa: E402
 from lifecycle.templates import load_template  # noqa: E402
 
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
         source = args.source or str(synth(Path(tmp) / "out"))
         templates = {stack: load_template(source, stack) for stack in DESTROY_ORDER}
     physical = deployed_physical_ids() if args.deployed else None
-    print(to_text(plan(templates, physical)), end="")
+    print(to_text(simulate(templates, physical)), end="")
     return 0
 
 

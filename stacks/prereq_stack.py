@@ -38,6 +38,10 @@ class PrereqStack(Stack):
             route_tables=[s.route_table.route_table_id for s in private_subnets],
             security_group=self.security_groups.openzfs, nfs_clients=settings.network.vpc_cidr,
             removal_policy=data_policy)
+        if not settings.destroy_data_on_delete:
+            # A kept file system keeps the network it sits in, so that `cdk destroy` completes.
+            self.network.keep_private_network()
+            self.security_groups.keep_storage_groups()
         self.key_pair = ClusterKeyPair(self, "KeyPair", existing_name=settings.key_pair_name)
         self.accounting: AccountingDatabase | None = None
         if settings.slurm_accounting:

@@ -38,7 +38,8 @@ def test_encrypted_serverless_v2_kept_as_a_snapshot(accounting: Synthesized):
     props = db["Properties"]
     assert props["Engine"] == "aurora-mysql" and props["StorageEncrypted"] is True
     assert props["ServerlessV2ScalingConfiguration"] == {"MinCapacity": 0.5, "MaxCapacity": 4}
-    assert props["DeletionProtection"] is True
+    # Kept as a final snapshot: deletion protection would make RDS refuse the deletion that takes it.
+    assert props["DeletionProtection"] is False
     assert db["DeletionPolicy"] == "Snapshot" and db["UpdateReplacePolicy"] == "Snapshot"
     template.has_resource_properties("AWS::RDS::DBInstance", {"DBInstanceClass": "db.serverless"})
     [subnet_group] = template.find_resources("AWS::RDS::DBSubnetGroup").values()

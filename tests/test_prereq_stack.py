@@ -216,10 +216,12 @@ def test_data_bucket_denies_non_tls_requests(prereq: Template):
 
 # -- data safety --------------------------------------------------------------------------------
 STATEFUL = ("AWS::S3::Bucket", "AWS::FSx::FileSystem")
+# What a kept file system or bucket needs: its network interfaces' subnet, groups and VPC, the buckets' policies.
+KEPT_WITH_THE_DATA = ("AWS::S3::BucketPolicy", "AWS::EC2::VPC")
 
 
 def test_stateful_resources_are_retained_by_default(prereq: Template):
-    for type_ in STATEFUL:
+    for type_ in STATEFUL + KEPT_WITH_THE_DATA:
         for logical_id, resource in prereq.find_resources(type_).items():
             assert resource.get("DeletionPolicy") == "Retain", logical_id
             assert resource.get("UpdateReplacePolicy") == "Retain", logical_id
@@ -233,9 +235,9 @@ def test_dras_go_with_the_cluster_and_keep_the_data(default_app):
 
 def test_throwaway_flag_destroys_everything():
     template = synth(destroy_data_on_delete=True).template("PrereqStack")
-    for type_ in STATEFUL:
+    for type_ in STATEFUL + KEPT_WITH_THE_DATA + ("AWS::EC2::Subnet", "AWS::EC2::SecurityGroup"):
         for logical_id, resource in template.find_resources(type_).items():
-            assert resource.get("DeletionPolicy") == "Delete", logical_id
+            assert resource.get("DeletionPolicy", "Delete") == "Delete", logical_id
     template.resource_count_is("Custom::S3AutoDeleteObjects", 2)  # non-empty buckets can go too
 
 
