@@ -12,8 +12,11 @@ QueueUpdateStrategy. So a script's URL may change in queues but never in those t
 
 ``with_node_updates`` repeats a head node's (and each login pool's) node-action steps of
 ``OnNodeConfigured`` in its ``OnNodeUpdated`` (update policy SUPPORTED), at pinned keys: an edited
-script changes that URL, ParallelCluster updates in place, and the running node runs the new version.
-Node actions must therefore be idempotent (ours are, and their tests run each twice).
+script changes that URL, ParallelCluster updates in place, and the running head node runs the new
+version. Running login nodes do not: ParallelCluster 3.16.1 gives their launch template no ``update``
+configSet (the head node's has one; tests/test_node_permissions.py reads both), so a login pool runs an
+edited script when its nodes are replaced, from the stable key; the repeat in its ``OnNodeUpdated`` is
+kept for a release that runs it. Node actions must be idempotent (ours are, and their tests run each twice).
 """
 
 from __future__ import annotations

@@ -47,9 +47,16 @@ class AccountingDatabase(Construct):
         self.security_group = ec2.SecurityGroup(self, "SecurityGroup", vpc=vpc, allow_all_outbound=False,
                                                 description="Slurm accounting database: MySQL from cluster nodes")
         self.security_group.add_ingress_rule(cluster_security_group, ec2.Port.tcp(PORT), "slurmdbd on the head node")
+        engine = rds.DatabaseClusterEngine.aurora_mysql(version=rds.AuroraMysqlEngineVersion.VER_3_10_3)
+        # As ParallelCluster's own accounting-database template (cloudformation/database/serverless-database.yaml):
+        # slurmdbd's purges and rollups hold row locks for long; MySQL's 50 s default fails them.
+        parameters = rds.ParameterGroup(self, "Parameters", engine=engine,
+                                        description="Slurm accounting: long lock waits for slurmdbd's rollups",
+                                        parameters={"innodb_lock_wait_timeout": "900"})
         self.cluster = rds.DatabaseCluster(
             self, "Cluster",
-            engine=rds.DatabaseClusterEngine.aurora_mysql(version=rds.AuroraMysqlEngineVersion.VER_3_10_3),
+            engine=engine,
+            parameter_group=parameters,
             credentials=rds.Credentials.from_secret(self.admin_secret),
             writer=rds.ClusterInstance.serverless_v2("Writer"),
             serverless_v2_min_capacity=min_capacity,

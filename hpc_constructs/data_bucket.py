@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy, aws_s3 as s3
+from aws_cdk import Aws, Duration, RemovalPolicy, aws_iam as iam, aws_s3 as s3
 from cdk_nag import NagSuppressions
 from constructs import Construct
+
+from settings.prereq import CLUSTER_LOGS_PREFIX
 
 
 class DataBucket(Construct):
@@ -53,6 +55,7 @@ class DataBucket(Construct):
             {"id": "NIST.800.53.R5-S3DefaultEncryptionKMS", "reason": "SSE-S3: FSx data repository associations "
              "read and write the bucket with FSx's service-linked role, which a customer key policy would also "
              "have to admit for every association."}])
+        self._admit_log_exports()
         # A kept bucket keeps its policy (TLS-only, the job bridge's denies, the log delivery grant): CloudFormation
         # would otherwise delete the BucketPolicy resources and leave the kept buckets without them.
         for bucket in (self.access_logs, self.bucket):
@@ -63,3 +66,18 @@ class DataBucket(Construct):
         cfn_bucket: s3.CfnBucket = self.bucket.node.default_child  # type: ignore[assignment]
         cfn_bucket.add_property_override("NotificationConfiguration.EventBridgeConfiguration.EventBridgeEnabled",
                                          True)
+
+    def _admit_log_exports(self) -> None:
+        """CloudWatch Logs export tasks (`ops.py export-logs`) write as the logs service: it reads the bucket ACL
+        and puts objects under the export prefix, for this account's log groups only (CloudWatch Logs' documented
+        bucket policy for exports to S3)."""
+        service = iam.ServicePrincipal(f"logs.{Aws.REGION}.amazonaws.com")
+        same_account = {"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}}
+        self.bucket.add_to_resource_policy(iam.PolicyStatement(
+            sid="CloudWatchLogsExportAcl", principals=[service], actions=["s3:GetBucketAcl"],
+            resources=[self.bucket.bucket_arn], conditions=same_account))
+        self.bucket.add_to_resource_policy(iam.PolicyStatement(
+            sid="CloudWatchLogsExportWrite", principals=[service], actions=["s3:PutObject"],
+            resources=[self.bucket.arn_for_objects(f"{CLUSTER_LOGS_PREFIX}/*")],
+            conditions={**same_account, "StringEquals": {**same_account["StringEquals"],
+                                                         "s3:x-amz-acl": "bucket-owner-full-control"}}))

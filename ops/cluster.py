@@ -16,6 +16,8 @@ from typing import Any, Callable
 import boto3
 from botocore.exceptions import ClientError, NoCredentialsError, NoRegionError
 
+from settings.prereq import CLUSTER_LOGS_PREFIX
+
 FLEET_TABLE_PREFIX = "parallelcluster-"  # ParallelCluster's table; its COMPUTE_FLEET item drives slurm
 FLEET_KEY = {"Id": "COMPUTE_FLEET"}
 FLEET_STATES = {  # request -> (in progress, done)
@@ -190,7 +192,7 @@ def export_logs(aws: Session, since_hours: int = 24) -> str:
     if not groups:
         raise OpsError(f"no log group /aws/parallelcluster/{name}*: is Monitoring.Logs.CloudWatch enabled?")
     now = datetime.now(tz=timezone.utc)
-    prefix = f"cluster-logs/{name}/{now:%Y%m%dT%H%M%SZ}"
+    prefix = f"{CLUSTER_LOGS_PREFIX}/{name}/{now:%Y%m%dT%H%M%SZ}"
     task = logs.create_export_task(
         taskName=f"{name}-{now:%Y%m%d%H%M%S}", logGroupName=groups[0]["logGroupName"],
         fromTime=int((now.timestamp() - since_hours * 3600) * 1000), to=int(now.timestamp() * 1000),

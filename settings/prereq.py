@@ -15,6 +15,9 @@ from typing import Any
 from settings.context import ContextReader
 
 DATA_BUCKET_PLACEHOLDER = "${DataBucket}"
+# Where `ops.py export-logs` has CloudWatch Logs write the cluster's logs in the data bucket (the bucket policy
+# lets the logs service write there and nowhere else).
+CLUSTER_LOGS_PREFIX = "cluster-logs"
 
 LUSTRE_THROUGHPUTS = (125, 250, 500, 1000)  # PERSISTENT_2 MB/s per TiB
 LUSTRE_METADATA_IOPS = (1500, 3000, 6000, *range(12000, 192001, 12000))

@@ -109,3 +109,11 @@ def test_throwaway_environment_deletes_the_database():
     [db] = synth(**ON, destroy_data_on_delete=True).template("PrereqStack").find_resources(
         "AWS::RDS::DBCluster").values()
     assert db["DeletionPolicy"] == "Delete" and db["Properties"]["DeletionProtection"] is False
+
+
+def test_slurmdbd_waits_for_locks_as_parallelclusters_own_database_template(accounting: Synthesized):
+    template = accounting.template("PrereqStack")
+    [(logical, group)] = template.find_resources("AWS::RDS::DBClusterParameterGroup").items()
+    assert group["Properties"]["Parameters"] == {"innodb_lock_wait_timeout": "900"}
+    [db] = template.find_resources("AWS::RDS::DBCluster").values()
+    assert db["Properties"]["DBClusterParameterGroupName"] == {"Ref": logical}

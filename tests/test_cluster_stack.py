@@ -180,3 +180,11 @@ def test_provider_and_validation_versions_must_match():
 def test_bad_job_bridge_settings(key: str, value: str, problem: str):
     message = build_error(job_bridge=True, **{key: value})
     assert f"context '{key}' = {value!r}: {problem}" in message
+
+
+def test_the_node_actions_bucket_says_truly_which_keys_are_overwritten(default_app: Synthesized):
+    [bucket] = [r for logical, r in default_app.template("ClusterStack").find_resources("AWS::S3::Bucket").items()
+                if logical.startswith("NodeActionsBucket")]
+    reasons = {r["id"]: r["reason"] for r in bucket["Metadata"]["cdk_nag"]["rules_to_suppress"]}
+    reason = reasons["NIST.800.53.R5-S3BucketVersioningEnabled"]
+    assert "stable/ keys" in reason and "overwritten by each deploy" in reason

@@ -82,3 +82,17 @@ def test_the_data_buckets_job_writers_include_the_head_nodes_role_path(cluster: 
                 if r["Type"] == "AWS::S3::BucketPolicy" and r["Properties"]["Bucket"]["Ref"].startswith("DataBucketBD")]
     [deny] = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s.get("Sid") == "JobBridgeWritersOnly"]
     assert ":role/parallelcluster/hpc-cluster/*" in str(deny["Condition"]["ArnNotLike"]["aws:PrincipalArn"])
+
+
+def test_running_login_nodes_have_no_update_hook_in_parallelclusters_templates(cluster: Cluster):
+    """What the README says of OnNodeUpdated, judged on the templates ParallelCluster 3.16.1 generates: the head node's
+    launch template carries an `update` configSet (run by cfn-hup on a cluster update), a login pool's carries
+    none, so running login nodes do not run OnNodeUpdated; new ones run OnNodeConfigured at the stable key."""
+    if not cluster.config.get("LoginNodes"):
+        pytest.skip("no login pool in this config")
+    templates = cluster.roles.templates
+    head = templates["cluster"]["Resources"]["HeadNodeLaunchTemplate"]
+    assert "update" in head["Metadata"]["AWS::CloudFormation::Init"]["configSets"]
+    login = [r for t in templates.values() for logical, r in t.get("Resources", {}).items()
+             if logical.startswith("LoginNodeLaunchTemplate")]
+    assert login and all("AWS::CloudFormation::Init" not in r.get("Metadata", {}) for r in login)

@@ -273,3 +273,24 @@ def test_outputs_have_stable_export_names(prereq: Template):
     assert outputs["FSxORootVolumeId"]["Value"] == {"Fn::GetAtt": [home, "RootVolumeId"]}
     assert outputs["FSxLustreFilesystemMountname"]["Value"] == {"Fn::GetAtt": [lustre, "LustreMountName"]}
     assert outputs["SecurityGroup"]["Value"] == {"Fn::GetAtt": [cluster_sg_id(prereq), "GroupId"]}
+
+
+def test_cloudwatch_logs_may_write_exports_under_the_prefix_export_logs_uses(prereq: Template):
+    """`ops.py export-logs` asks CloudWatch Logs to write into the data bucket: the logs service reads the ACL and
+    puts objects under cluster-logs/ only, for this account's log groups."""
+    import inspect
+
+    from ops import cluster
+    from settings.prereq import CLUSTER_LOGS_PREFIX
+
+    [policy] = prereq.find_resources("AWS::S3::BucketPolicy", {"Properties": {"Bucket": {"Ref": Match.string_like_regexp(
+        "^DataBucketBD")}}}).values()
+    statements = {s.get("Sid"): s for s in policy["Properties"]["PolicyDocument"]["Statement"]}
+    acl, write = statements["CloudWatchLogsExportAcl"], statements["CloudWatchLogsExportWrite"]
+    for statement in (acl, write):
+        assert statement["Effect"] == "Allow"
+        assert statement["Principal"] == {"Service": {"Fn::Join": ["", ["logs.", {"Ref": "AWS::Region"}, ".amazonaws.com"]]}}
+        assert statement["Condition"]["StringEquals"]["aws:SourceAccount"] == {"Ref": "AWS::AccountId"}
+    assert acl["Action"] == "s3:GetBucketAcl" and write["Action"] == "s3:PutObject"
+    assert write["Resource"]["Fn::Join"][1][-1] == f"/{CLUSTER_LOGS_PREFIX}/*"
+    assert "CLUSTER_LOGS_PREFIX}/{name}" in inspect.getsource(cluster.export_logs)
