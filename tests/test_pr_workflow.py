@@ -32,15 +32,39 @@ def test_workflow_installs_with_the_readme_command_and_posts_the_report():
     runs = [step.get("run", "") for step in steps]
     assert "make test" in runs
     assert any("scripts/pr_report.py --base-ref" in run for run in runs)
-    assert any("gh pr comment" in run for run in runs)
-    account_diff = [s for s in steps if "cdk diff --no-change-set PrereqStack ClusterStack" in s.get("run", "")]
-    # Only with a configured role, never for a fork's code, and comparing templates (no change set).
-    assert account_diff and account_diff[0]["if"] == ("vars.AWS_ROLE_ARN != '' && "
-                                                       "github.event.pull_request.head.repo.full_name == github.repository")
-    [credentials] = [s for s in steps if "configure-aws-credentials" in s.get("uses", "")]
-    assert credentials["if"] == account_diff[0]["if"]
+    assert any("GITHUB_STEP_SUMMARY" in run for run in runs)  # where a fork's report goes
+    comment = workflow["jobs"]["comment"]
+    assert any("gh pr comment" in step.get("run", "") for step in comment["steps"])
     slurm = [run for run in runs if "tests/test_job_bridge_slurm.py" in run]
     assert slurm and slurm[0].lstrip().startswith("sudo -E")  # as root, as on a head node
+
+
+SAME_REPOSITORY = "github.event.pull_request.head.repo.full_name == github.repository"
+
+
+def test_the_pull_requests_code_never_runs_with_a_token_that_can_write():
+    """The report job runs the pull request's code (make test, pr_report.py): read-only token, not persisted in
+    .git/config where that code could read it. The job that writes (the comment) checks nothing out and runs no
+    code of the pull request."""
+    workflow = yaml.safe_load(WORKFLOW.read_text())
+    assert workflow["permissions"] == {"contents": "read"}
+    report, comment = workflow["jobs"]["report"], workflow["jobs"]["comment"]
+    assert report["permissions"] == {"contents": "read", "id-token": "write"}
+    [checkout] = [s for s in report["steps"] if s.get("uses", "").startswith("actions/checkout")]
+    assert checkout["with"]["persist-credentials"] is False
+    assert comment["permissions"] == {"pull-requests": "write"}
+    assert not [s for s in comment["steps"] if s.get("uses", "").startswith(("actions/checkout", "actions/setup"))]
+    assert all("make" not in s.get("run", "") and "python" not in s.get("run", "") for s in comment["steps"])
+    # A fork's token cannot comment: forks get the job summary, and no comment job.
+    assert SAME_REPOSITORY in comment["if"]
+
+
+def test_the_live_account_diff_is_only_for_private_repositories_and_never_for_forks():
+    steps = yaml.safe_load(WORKFLOW.read_text())["jobs"]["report"]["steps"]
+    account_diff = [s for s in steps if "cdk diff --no-change-set PrereqStack ClusterStack" in s.get("run", "")]
+    [credentials] = [s for s in steps if "configure-aws-credentials" in s.get("uses", "")]
+    for step in (*account_diff, credentials):
+        assert step["if"] == f"vars.AWS_ROLE_ARN != '' && {SAME_REPOSITORY} && github.event.repository.private"
 
 
 def write_assembly(app: Synthesized, directory: Path) -> Path:
