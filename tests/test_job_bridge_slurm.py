@@ -375,3 +375,98 @@ def test_the_sweep_reads_no_folder_it_has_seen(cluster, store, tmp_path: Path):
     calls.unlink(missing_ok=True)
     assert subprocess.run(["bash", str(SCRIPT), "sweep"], env=env, capture_output=True, timeout=120).returncode == 0
     assert calls.read_text().splitlines() == ["s3api list-objects-v2"]
+
+
+# -- round two (issue 16): environment, locks, an unreachable controller, a failed PUT --------------------
+def test_jobs_start_with_a_clean_explicit_environment(cluster, store, tmp_path: Path):
+    """The submitter runs as root with AWS credentials in its environment: none of it reaches the job."""
+    submit(store, tmp_path, "job-env", "env | sort > env.txt\n")
+    result = trigger(cluster, "job-env", AWS_SESSION_TOKEN="root-session-token", ROOT_ONLY_CANARY="canary-2b7f")
+    assert result.returncode == 0, result.stderr
+    assert final_state(store, "job-env") == "JOB_COMPLETE"
+    store.fetch("job-env", tmp_path / "back-env", stream=open(os.devnull, "w"))
+    environment = (tmp_path / "back-env" / "env.txt").read_text()
+    assert "canary-2b7f" not in environment and "root-session-token" not in environment
+    assert "AWS_" not in environment
+    assert f"USER={JOB_USER}\n" in environment and "PATH=/usr/local/bin:/usr/bin:/bin:/opt/slurm/bin\n" in environment
+
+
+def test_a_local_user_holding_the_old_lock_path_cannot_stop_the_bridge(cluster, store, tmp_path: Path):
+    """/run/lock is world-writable: another user may create and hold /var/lock/job-bridge.lock before root. The
+    bridge's lock is in its root-owned spool instead."""
+    if not (os.path.isdir("/var/lock") and os.stat("/var/lock").st_mode & 0o002):
+        pytest.skip("no world-writable /var/lock here")
+    conf = conf_with(cluster, tmp_path, LOCK="")  # the default
+    holder = subprocess.Popen(["runuser", "-u", OTHER_USER, "--", "flock", "/var/lock/job-bridge.lock", "sleep", "120"])
+    try:
+        wait_for(lambda: os.path.exists("/var/lock/job-bridge.lock"), timeout=30)
+        submit(store, tmp_path, "job-lock", "echo ok > result.txt\n")
+        result = bridge({**cluster, "conf": conf}, "sweep")
+        assert result.returncode == 0, result.stderr
+        assert store.status("job-lock")["state"] in ("JOB_SUBMIT", "JOB_COMPLETE")
+        lock = Path(cluster["journal"]) / "lock"
+        assert lock.exists() and lock.stat().st_uid == 0 and not lock.stat().st_mode & 0o022
+        assert not Path(cluster["journal"]).stat().st_mode & 0o022
+    finally:
+        holder.kill()
+        holder.wait()
+        Path("/var/lock/job-bridge.lock").unlink(missing_ok=True)
+    assert final_state(store, "job-lock") == "JOB_COMPLETE"
+
+
+def unreachable_squeue(cluster: dict[str, str]) -> Path:
+    """The real squeue, pointed at a controller port nobody listens on (as when slurmctld is down)."""
+    conf = Path(cluster["base"]) / f"unreachable-{time.monotonic_ns()}.conf"
+    text = Path(cluster["slurm_conf"]).read_text()
+    lines = [line for line in text.splitlines() if not line.startswith(("SlurmctldPort=", "MessageTimeout="))]
+    conf.write_text("\n".join(lines + [f"SlurmctldPort={free_port()}", "MessageTimeout=2"]) + "\n")
+    conf.chmod(0o644)
+    return user_program(cluster, "squeue-unreachable", f"#!/bin/sh\nSLURM_CONF={conf} exec /usr/bin/squeue \"$@\"\n")
+
+
+def test_an_unreachable_controller_never_ends_a_job(cluster, store, tmp_path: Path):
+    submit(store, tmp_path, "job-unreachable", "sleep 25; echo ok > result.txt\n")
+    assert trigger(cluster, "job-unreachable").returncode == 0
+    assert store.status("job-unreachable")["state"] == "JOB_SUBMIT"
+    blind = conf_with(cluster, tmp_path, SQUEUE=str(unreachable_squeue(cluster)))
+    started = time.monotonic()
+    result = bridge({**cluster, "conf": blind}, "sweep")
+    assert result.returncode == 0, result.stderr
+    assert "Slurm did not answer" in result.stderr
+    assert time.monotonic() - started < 20  # the job was still running while the sweep could not ask
+    assert store.status("job-unreachable")["state"] == "JOB_SUBMIT"  # not JOB_FAILED: nobody said the job ended
+    assert s3_text(store, "job-unreachable", "job-aws-reason.txt") is None
+    assert final_state(store, "job-unreachable") == "JOB_COMPLETE"
+
+
+def test_an_unreachable_controller_never_submits_an_upload_twice(cluster, store, tmp_path: Path):
+    """A submitter killed after sbatch, then a sweep that cannot ask Slurm whether the upload was submitted:
+    it leaves the upload for a later sweep, which finds the job."""
+    submit(store, tmp_path, "job-recheck", "sleep 3; echo ok > result.txt\n")
+    crash_submitter_after(cluster, tmp_path, "job-recheck", sbatch_first=True)
+    blind = conf_with(cluster, tmp_path, SQUEUE=str(unreachable_squeue(cluster)))
+    assert bridge({**cluster, "conf": blind}, "sweep").returncode == 0
+    assert len(jobs_named(cluster, "job-recheck")) == 1
+    assert sweep(cluster).returncode == 0
+    assert final_state(store, "job-recheck") == "JOB_COMPLETE"
+    assert len(jobs_named(cluster, "job-recheck")) == 1
+
+
+def test_a_failed_put_of_the_job_id_is_retried_by_the_sweep(cluster, store, tmp_path: Path):
+    marker = Path(cluster["base"]) / f"put-failed-{time.monotonic_ns()}"
+    aws = Path(sys.executable).parent / "aws"
+    flaky = user_program(cluster, "aws-flaky", "#!/bin/bash\nfor arg in \"$@\"; do\n"
+                         f"  if [[ \"$arg\" == s3://*/job-aws-jobid.txt && ! -e {marker} ]]; then touch {marker}; exit 1; fi\n"
+                         f"done\nexec {aws} \"$@\"\n")
+    submit(store, tmp_path, "job-put", "sleep 6; echo ok > result.txt\n")
+    result = bridge({**cluster, "conf": conf_with(cluster, tmp_path, AWS=str(flaky))}, "submit", "--key",
+                    f"{PREFIX}job-put/job-aws-stat.txt")
+    assert result.returncode == 0, result.stderr
+    assert marker.exists() and "state not written yet" in result.stderr
+    # Retried by the reconciliation that ends every submitter and sweep (before: FILE_UPLOAD for good).
+    assert sweep(cluster).returncode == 0
+    status = store.status("job-put")
+    assert status["state"] in ("JOB_SUBMIT", "JOB_COMPLETE")
+    assert status["slurm job id"] == jobs_named(cluster, "job-put")[0]
+    assert final_state(store, "job-put") == "JOB_COMPLETE"
+    assert len(jobs_named(cluster, "job-put")) == 1

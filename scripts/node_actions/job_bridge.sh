@@ -30,7 +30,11 @@
 #   job_bridge.sh epilog JOB_NAME JOB_ID UID   EpilogSlurmctld, through /opt/job-bridge/epilog
 #   job_bridge.sh finalize JOB_ID              started by the epilog: waits for Slurm's final state
 # JOB_BRIDGE_CONF (default /etc/job-bridge.conf) and ROOT (install only) exist for tests; the conf may
-# set AWS, SBATCH, SQUEUE, SCONTROL, WORK_ROOT, SPOOL, LOCK and FINALIZE_WAIT.
+# set AWS, SBATCH, SQUEUE, SCONTROL, WORK_ROOT, SPOOL, LOCK, JOB_PATH and FINALIZE_WAIT.
+#
+# Slurm's answers are trusted only when Slurm answered: a controller that cannot be reached is "ask again
+# later" (exit status 2 of slurm_state), never the end of a job; an upload whose earlier submission cannot
+# be checked is left for the next sweep (status 75 of submit_upload).
 set -euo pipefail
 umask 077
 
@@ -54,7 +58,9 @@ load_conf() {
   PREFIX="${PREFIX%/}/"
   WORK_ROOT="${WORK_ROOT:-/home/$JOB_USER/job-aws}"
   SPOOL="${SPOOL:-/var/spool/job-bridge}"
-  LOCK="${LOCK:-/var/lock/job-bridge.lock}"
+  # In the root-owned spool, not /run/lock: any local user may create (and hold) a file there first.
+  LOCK="${LOCK:-$SPOOL/lock}"
+  JOB_PATH="${JOB_PATH:-/usr/local/bin:/usr/bin:/bin:/opt/slurm/bin}"
   AWS="${AWS:-aws}"
   SBATCH="${SBATCH:-/opt/slurm/bin/sbatch}"
   SQUEUE="${SQUEUE:-/opt/slurm/bin/squeue}"
@@ -84,6 +90,15 @@ as_job_user() {
     "$@"
   else
     runuser -u "$JOB_USER" -- "$@"
+  fi
+}
+
+job_environment() {  # the explicit environment a job starts with (sbatch passes it on): none of the submitter's
+  local home
+  home="$(getent passwd "$JOB_USER" | cut -d: -f6)"
+  printf '%s\n' "PATH=$JOB_PATH" "HOME=${home:-/}" "USER=$JOB_USER" "LOGNAME=$JOB_USER" "SHELL=/bin/bash" "LANG=C.UTF-8"
+  if [[ -n "${SLURM_CONF:-}" ]]; then
+    printf 'SLURM_CONF=%s\n' "$SLURM_CONF"
   fi
 }
 
@@ -133,8 +148,10 @@ record_submitted() {  # record_submitted JOURNAL NAME JOBID
   fi
 }
 
-job_with_comment() {  # job_with_comment TOKEN: the Slurm job submitted for this upload, if any
-  { "$SQUEUE" -h --states=all -o '%i|%k' 2> /dev/null || true; } | awk -F'|' -v c="jb:$1" '$2 == c {print $1; exit}'
+job_with_comment() {  # job_with_comment TOKEN: the Slurm job submitted for this upload, if any; status 2: Slurm
+  local listing     # cannot be asked
+  listing="$("$SQUEUE" -h --states=all -o '%i|%k' 2> /dev/null)" || return 2
+  awk -F'|' -v c="jb:$1" '$2 == c {print $1; exit}' <<< "$listing"
 }
 
 token_of() {  # token_of KEY ETAG LAST_MODIFIED: one upload of a state file (time format-independent)
@@ -182,7 +199,10 @@ submit_upload() {  # submit_upload NAME KEY TOKEN JOURNAL: one FILE_UPLOAD, unde
   if [[ -f "$journal/token" && "$(cat "$journal/token")" == "$token" ]]; then
     [[ "$(cat "$journal/state" 2> /dev/null)" == FILE_UPLOAD ]] || return 0  # handled
     # An earlier run took this upload and stopped before recording its outcome.
-    jobid="$(job_with_comment "$token")"
+    if ! jobid="$(job_with_comment "$token")"; then
+      log "$name: Slurm cannot be asked whether an earlier run submitted this upload (the sweep retries)"
+      return 75
+    fi
     if [[ -n "$jobid" ]]; then
       record_submitted "$journal" "$name" "$jobid"
       return
@@ -222,8 +242,10 @@ submit_upload() {  # submit_upload NAME KEY TOKEN JOURNAL: one FILE_UPLOAD, unde
     return
   fi
   rm -rf "$staging"
-  if jobid="$(cd "$workdir" && as_job_user "$SBATCH" --parsable --job-name="jb-$name" --comment="jb:$token" \
-      --chdir="$workdir" "$JOB_SCRIPT" 2> "$journal/sbatch.err")"; then
+  local environment
+  mapfile -t environment < <(job_environment)
+  if jobid="$(cd "$workdir" && as_job_user env -i "${environment[@]}" "$SBATCH" --parsable --export=ALL \
+      --job-name="jb-$name" --comment="jb:$token" --chdir="$workdir" "$JOB_SCRIPT" 2> "$journal/sbatch.err")"; then
     record_submitted "$journal" "$name" "${jobid%%;*}"
   else
     record_error "$journal" "$name" "sbatch failed: $(cat "$journal/sbatch.err")"
@@ -244,7 +266,9 @@ handle_key() {  # handle_key KEY ETAG LAST_MODIFIED: a state-file object as list
     return 0
   fi
   if [[ "$state" == FILE_UPLOAD ]]; then
-    submit_upload "$name" "$key" "$token" "$journal"
+    local status=0
+    submit_upload "$name" "$key" "$token" "$journal" || status=$?
+    (( status != 75 )) || return 0  # not settled: not seen, so the next sweep takes it again
   fi
   printf '%s\n' "$token" > "$journal/seen"
 }
@@ -297,22 +321,46 @@ settle() {  # settle JOURNAL JOBID SLURM_STATE REASON: finish under the job lock
   finish "$@"
 }
 
-slurm_state() {  # slurm_state JOBID: "STATE|REASON" while Slurm still knows the job
-  "$SQUEUE" -h --states=all -j "$1" -o '%T|%r' 2> /dev/null | head -n 1 || true
+slurm_state() {  # slurm_state JOBID: "STATE|REASON" (status 0); status 1: Slurm answered that it does not know
+  local out errors status=0  # the job; status 2: Slurm did not answer (a controller down is not a job's end)
+  errors="$(mktemp "$SPOOL/squeue.XXXXXX")"
+  out="$("$SQUEUE" -h --states=all -j "$1" -o '%T|%r' 2> "$errors")" || status=$?
+  if (( status == 0 )) && [[ -n "$out" ]]; then
+    rm -f "$errors"
+    printf '%s\n' "${out%%$'\n'*}"
+    return 0
+  fi
+  if (( status == 0 )) || grep -q 'Invalid job id' "$errors"; then
+    rm -f "$errors"
+    return 1
+  fi
+  log "job $1: Slurm did not answer: $(head -c 300 "$errors")"
+  rm -f "$errors"
+  return 2
+}
+
+retry_record() {  # retry_record JOURNAL: a submission whose job id could not be written to S3
+  lock_job "$1"
+  [[ -f "$1/jobid" && "$(cat "$1/state" 2> /dev/null)" == FILE_UPLOAD ]] || return 0
+  record_submitted "$1" "$(cat "$1/name")" "$(cat "$1/jobid")"
 }
 
 reconcile() {  # every job in flight whose end no epilog reported: settle it from Slurm's record
-  local journal jobid info
+  local journal jobid info status
   for journal in "$SPOOL"/jobs/*/; do
     journal="${journal%/}"
+    if [[ -f "$journal/jobid" && "$(cat "$journal/state" 2> /dev/null)" == FILE_UPLOAD ]]; then
+      isolated retry_record "$journal"
+    fi
     [[ -f "$journal/jobid" && "$(cat "$journal/state" 2> /dev/null)" == JOB_SUBMIT ]] || continue
     jobid="$(cat "$journal/jobid")"
-    info="$(slurm_state "$jobid")"
-    if [[ -z "$info" ]]; then
+    status=0
+    info="$(slurm_state "$jobid")" || status=$?
+    if (( status == 1 )); then
       isolated settle "$journal" "$jobid" UNKNOWN "Slurm no longer knows the job and no epilog reported its end"
-    elif [[ "$FINAL_SLURM_STATES" == *" ${info%%|*} "* ]]; then
+    elif (( status == 0 )) && [[ "$FINAL_SLURM_STATES" == *" ${info%%|*} "* ]]; then
       isolated settle "$journal" "$jobid" "${info%%|*}" "reason: ${info#*|}"
-    fi
+    fi  # status 2: Slurm did not answer; the next sweep asks again
   done
 }
 
@@ -374,14 +422,15 @@ cmd_epilog() {  # cmd_epilog JOB_NAME JOB_ID JOB_UID (passed by the epilog wrapp
 
 cmd_finalize() {  # cmd_finalize JOB_ID
   load_conf
-  local job_id="$1" journal="" candidate info waited=0
+  local job_id="$1" journal="" candidate info="" waited=0 status
   for candidate in "$SPOOL"/jobs/*/; do
     [[ "$(cat "$candidate/jobid" 2> /dev/null)" == "$job_id" ]] && journal="${candidate%/}"
   done
   [[ -n "$journal" ]] || exit 0
   while (( waited < FINALIZE_WAIT )); do
-    info="$(slurm_state "$job_id")"
-    if [[ -z "$info" || "$FINAL_SLURM_STATES" == *" ${info%%|*} "* ]]; then
+    status=0
+    info="$(slurm_state "$job_id")" || status=$?
+    if (( status == 1 )) || { (( status == 0 )) && [[ "$FINAL_SLURM_STATES" == *" ${info%%|*} "* ]]; }; then
       break
     fi
     sleep 1
