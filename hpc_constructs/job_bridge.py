@@ -54,6 +54,7 @@ class JobBridge(Construct):
             sid="JobBridgeWritersOnly", effect=iam.Effect.DENY, principals=[iam.AnyPrincipal()],
             actions=["s3:PutObject"], resources=[bucket.arn_for_objects(f"{prefix}*")],
             conditions={"ArnNotLike": {"aws:PrincipalArn": [*submitters, node_roles]}}))
+        self._grant_submitters(bucket, prefix, submitters)
         self.install_document = ssm.CfnDocument(
             self, "InstallDocument", document_type="Command", update_method="NewVersion",
             content=_document(
@@ -76,6 +77,25 @@ class JobBridge(Construct):
                 {"Key": {"type": "String", "allowedPattern":
                          f"^{re.escape(prefix)}[A-Za-z0-9][A-Za-z0-9._-]{{0,127}}/{re.escape(STATE_FILE)}$"}},
                 ["/opt/job-bridge/job_bridge.sh submit --key '{{Key}}'"], SUBMIT_TIMEOUT_SECONDS))
+
+    @staticmethod
+    def _grant_submitters(bucket: s3.IBucket, prefix: str, submitters: tuple[str, ...]) -> None:
+        """The submitters' rights on the job prefix, in the bucket's own policy: a role of another account needs
+        the bucket to allow it (its own policy is not enough). The principal is each submitter's account (never
+        "*", which S3 would take for a public policy and Block Public Access refuse), narrowed to the named
+        roles; listing only under the prefix. Same-account roles need nothing more on their side."""
+        accounts = sorted({arn.split(":")[4] for arn in submitters if len(arn.split(":")) > 5 and arn.split(":")[4]})
+        if not accounts:
+            return
+        principals = [iam.AccountPrincipal(account) for account in accounts]
+        named = {"ArnLike": {"aws:PrincipalArn": list(submitters)}}
+        bucket.add_to_resource_policy(iam.PolicyStatement(
+            sid="JobBridgeSubmittersReadWrite", principals=principals, actions=["s3:PutObject", "s3:GetObject"],
+            resources=[bucket.arn_for_objects(f"{prefix}*")], conditions=named))
+        bucket.add_to_resource_policy(iam.PolicyStatement(
+            sid="JobBridgeSubmittersList", principals=principals, actions=["s3:ListBucket"],
+            resources=[bucket.bucket_arn],
+            conditions={**named, "StringLike": {"s3:prefix": [f"{prefix}*"]}}))
 
     def connect(self, head_node_instance_id: str) -> None:
         """Installs on the head node and routes state-file uploads to it."""

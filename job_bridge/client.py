@@ -61,6 +61,11 @@ class JobStore:
                                      "credentials): pass --bucket, or deploy PrereqStack") from None
             raise JobBridgeError(f"S3 {error.operation_name}: {error.response['Error'].get('Message', code)}") from None
 
+    def _bucket_exists(self) -> None:
+        """Asks only under the job prefix: a submitter may list nothing else (HeadBucket would need s3:ListBucket
+        on the whole bucket)."""
+        self._call(lambda: self.s3.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix, MaxKeys=1))
+
     def names_in(self, name: str) -> list[dict[str, Any]]:
         pages = self._call(lambda: list(self.s3.get_paginator("list_objects_v2").paginate(
             Bucket=self.bucket, Prefix=self.key(name))))
@@ -73,7 +78,7 @@ class JobStore:
                                  "(pass --name to choose another)")
         if not (directory / JOB_SCRIPT).is_file():
             raise JobBridgeError(f"{directory}/{JOB_SCRIPT} is missing: it is the Slurm batch script the cluster runs")
-        self._call(lambda: self.s3.head_bucket(Bucket=self.bucket))
+        self._bucket_exists()
         if self.names_in(name):
             raise JobBridgeError(f"s3://{self.bucket}/{self.key(name)} already exists: choose another --name, or "
                                  "fetch and delete that job first")
@@ -100,7 +105,7 @@ class JobStore:
         return body.decode().strip()
 
     def status(self, name: str) -> dict[str, str]:
-        self._call(lambda: self.s3.head_bucket(Bucket=self.bucket))
+        self._bucket_exists()
         state = self.read(name, STATE_FILE)
         if state is None:
             raise JobBridgeError(f"no job {name} under s3://{self.bucket}/{self.prefix}: check the name")

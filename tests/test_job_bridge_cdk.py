@@ -214,3 +214,45 @@ def test_status_of_a_failed_job_gives_slurms_reason(store: JobStore):
     store.s3.put_object(Bucket="data-bucket", Key="jobs/j/job-aws-reason.txt",
                         Body=b"Slurm job 7: CANCELLED (reason: None)\n")
     assert store.status("j")["reason"] == "Slurm job 7: CANCELLED (reason: None)"
+
+
+CROSS_ACCOUNT = ("arn:aws:iam::111122223333:role/onprem-hpc-submitter", "arn:aws:iam::444455556666:role/team/*")
+
+
+def test_submitters_of_other_accounts_are_granted_the_prefix_by_the_bucket():
+    """A role of another account gets nothing from Deny statements: the bucket must allow it. Each submitter's
+    account is the principal (never "*": S3 would call the policy public and Block Public Access refuse it),
+    narrowed to the named roles; listing only under the prefix."""
+    app = synth(job_bridge=True, job_bridge_submitters=list(CROSS_ACCOUNT))
+    [policy] = [p for p in app.template("PrereqStack").find_resources("AWS::S3::BucketPolicy").values()
+                if p["Properties"]["Bucket"]["Ref"].startswith("DataBucketBD")]
+    statements = {s.get("Sid"): s for s in policy["Properties"]["PolicyDocument"]["Statement"]}
+    write, listing = statements["JobBridgeSubmittersReadWrite"], statements["JobBridgeSubmittersList"]
+    for statement in (write, listing):
+        assert statement["Effect"] == "Allow"
+        accounts = json.dumps(statement["Principal"])
+        assert "111122223333" in accounts and "444455556666" in accounts and '"*"' not in accounts
+        assert statement["Condition"]["ArnLike"]["aws:PrincipalArn"] == list(CROSS_ACCOUNT)
+    assert sorted(write["Action"]) == ["s3:GetObject", "s3:PutObject"]
+    assert write["Resource"]["Fn::Join"][1][-1] == "/jobs/*"
+    assert listing["Action"] == "s3:ListBucket" and listing["Condition"]["StringLike"]["s3:prefix"] == ["jobs/*"]
+    allows = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Allow"]
+    assert all(s.get("Principal") not in ("*", {"AWS": "*"}) for s in allows)
+
+
+def test_the_client_asks_s3_only_under_the_job_prefix(store: JobStore, tmp_path: Path):
+    """What a submitter's role is granted (objects and listing under jobs/) is all the client needs: no HeadBucket,
+    which would need s3:ListBucket on the whole bucket."""
+    calls: list[tuple[str, dict]] = []
+    store.s3.meta.events.register("before-parameter-build.s3.*",
+                                  lambda params, model, **_: calls.append((model.name, dict(params))))
+    store.submit(folder(tmp_path), stream=io.StringIO())
+    store.status("job1")
+    store.fetch("job1", tmp_path / "back", stream=io.StringIO())
+    operations = {name for name, _ in calls}
+    assert "HeadBucket" not in operations and {"ListObjectsV2", "PutObject", "GetObject"} <= operations
+    for name, params in calls:
+        if name == "ListObjectsV2":
+            assert params["Prefix"].startswith("jobs/"), params
+        elif "Key" in params:
+            assert params["Key"].startswith("jobs/"), params
