@@ -470,3 +470,37 @@ def test_a_failed_put_of_the_job_id_is_retried_by_the_sweep(cluster, store, tmp_
     assert status["slurm job id"] == jobs_named(cluster, "job-put")[0]
     assert final_state(store, "job-put") == "JOB_COMPLETE"
     assert len(jobs_named(cluster, "job-put")) == 1
+
+
+def test_crash_recovery_never_adopts_another_users_job(cluster, store, tmp_path: Path):
+    """Another local user pre-submits a held job carrying the comment of the victim's upload (as the old,
+    computable token, and even as the real one), then the victim's submitter dies before sbatch: the next run
+    submits the victim's own job as the job user and ignores the other user's."""
+    import hashlib
+    import hmac
+
+    submit(store, tmp_path, "job-adopt", "echo mine > result.txt\n")
+    key = f"{PREFIX}job-adopt/job-aws-stat.txt"
+    head = store.s3.head_object(Bucket=BUCKET, Key=key)
+    seconds = str(int(head["LastModified"].timestamp()))
+    old_token = hashlib.sha256(f"{key}|{head['ETag']}|{seconds}".encode()).hexdigest()[:32]
+    crash_submitter_after(cluster, tmp_path, "job-adopt", sbatch_first=False)  # the secret exists from now on
+    secret = bytes.fromhex((Path(cluster["journal"]) / "secret").read_text())
+    real_token = hmac.new(secret, f"{key}|{head['ETag']}|{seconds}".encode(), hashlib.sha256).hexdigest()[:32]
+    assert real_token != old_token and (Path(cluster["journal"]) / "secret").stat().st_mode & 0o077 == 0
+    planted = []
+    for token in (old_token, real_token):
+        done = subprocess.run(["runuser", "-u", OTHER_USER, "--", "sbatch", "--parsable", "--hold", f"--comment=jb:{token}",
+                               "--job-name=jb-job-adopt", "--wrap=sleep 1"], capture_output=True, text=True,
+                              env={**os.environ, "SLURM_CONF": cluster["slurm_conf"]}, cwd="/tmp")
+        assert done.returncode == 0, done.stderr
+        planted.append(done.stdout.strip().split(";")[0])
+    try:
+        assert sweep(cluster).returncode == 0
+        status = store.status("job-adopt")
+        assert status["slurm job id"] not in planted
+        assert final_state(store, "job-adopt") == "JOB_COMPLETE"
+        store.fetch("job-adopt", tmp_path / "back-adopt", stream=open(os.devnull, "w"))
+        assert (tmp_path / "back-adopt" / "result.txt").read_text() == "mine\n"
+    finally:
+        slurm(cluster, "scancel", *planted)

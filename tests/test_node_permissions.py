@@ -96,3 +96,17 @@ def test_running_login_nodes_have_no_update_hook_in_parallelclusters_templates(c
     login = [r for t in templates.values() for logical, r in t.get("Resources", {}).items()
              if logical.startswith("LoginNodeLaunchTemplate")]
     assert login and all("AWS::CloudFormation::Init" not in r.get("Metadata", {}) for r in login)
+
+
+def test_compute_and_login_nodes_cannot_reach_the_job_prefix(cluster: Cluster):
+    """Jobs on compute nodes can read their instance role's credentials (ParallelCluster locks IMDS to root only on
+    head and login nodes): the bucket policy exempts every role of the cluster from the writers' deny, so the
+    compute and login roles themselves must grant nothing under the job prefix."""
+    bucket = cluster.values["DataBucketName"]
+    job_key = s3_arn(bucket, "jobs/victim/job-aws-run.sh")
+    roles = [cluster.roles.queue_role("hpc-cluster", q["Name"]) for q in cluster.config["Scheduling"]["SlurmQueues"]]
+    roles += [cluster.roles.login_role(p["Name"]) for p in (cluster.config.get("LoginNodes") or {}).get("Pools", [])]
+    assert roles
+    for role in roles:
+        for action, resource in (("s3:GetObject", job_key), ("s3:PutObject", job_key), ("s3:ListBucket", s3_arn(bucket))):
+            assert not cluster.roles.allows(role, action, resource), (role, action)

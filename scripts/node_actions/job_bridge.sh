@@ -148,14 +148,25 @@ record_submitted() {  # record_submitted JOURNAL NAME JOBID
   fi
 }
 
-job_with_comment() {  # job_with_comment TOKEN: the Slurm job submitted for this upload, if any; status 2: Slurm
-  local listing     # cannot be asked
-  listing="$("$SQUEUE" -h --states=all -o '%i|%k' 2> /dev/null)" || return 2
-  awk -F'|' -v c="jb:$1" '$2 == c {print $1; exit}' <<< "$listing"
+job_with_comment() {  # job_with_comment TOKEN: the job the bridge submitted for this upload, if any: that comment,
+  local listing     # run by JOB_USER (anyone may give a job any comment); status 2: Slurm cannot be asked
+  listing="$("$SQUEUE" -h --states=all -o '%i|%U|%k' 2> /dev/null)" || return 2
+  awk -F'|' -v c="jb:$1" -v uid="$JOB_UID" '$2 == uid && $3 == c {print $1; exit}' <<< "$listing"
 }
 
-token_of() {  # token_of KEY ETAG LAST_MODIFIED: one upload of a state file (time format-independent)
-  printf '%s|%s|%s' "$1" "$2" "$(date -u -d "$3" +%s 2> /dev/null || printf '%s' "$3")" | sha256sum | cut -c1-32
+secret() {  # the bridge's own key (root-only, made once): tokens nobody else can compute
+  if [[ ! -s "$SPOOL/secret" ]]; then  # created once, atomically: a link never replaces a secret in use
+    (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$SPOOL/secret.$$")
+    ln "$SPOOL/secret.$$" "$SPOOL/secret" 2> /dev/null || true
+    rm -f "$SPOOL/secret.$$"
+  fi
+  cat "$SPOOL/secret"
+}
+
+token_of() {  # token_of KEY ETAG LAST_MODIFIED: one upload of a state file (time format-independent), keyed with
+  # the bridge's secret: key, ETag and time are readable by anyone who may list the prefix, the token is not
+  printf '%s|%s|%s' "$1" "$2" "$(date -u -d "$3" +%s 2> /dev/null || printf '%s' "$3")" \
+    | openssl dgst -sha256 -mac HMAC -macopt "hexkey:$(secret)" -r | cut -c1-32
 }
 
 isolated() {  # isolated COMMAND...: runs it with errexit in force, and survives its failure
