@@ -504,3 +504,35 @@ def test_crash_recovery_never_adopts_another_users_job(cluster, store, tmp_path:
         assert (tmp_path / "back-adopt" / "result.txt").read_text() == "mine\n"
     finally:
         slurm(cluster, "scancel", *planted)
+
+
+def test_results_cut_short_by_a_full_disk_are_never_complete(cluster, store, tmp_path: Path):
+    """The head node's staging area fills up while the results are copied: the job ends JOB_FAILED with the reason,
+    never JOB_COMPLETE with a truncated file."""
+    assert sweep(cluster).returncode == 0  # the bridge's spool exists
+    staging = Path(cluster["journal"]) / "staging"
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0711", "tmpfs", str(staging)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small file system here: {mounted.stderr.strip()}")
+    try:
+        submit(store, tmp_path, "job-full", "head -c 3000000 /dev/zero > big.bin\n")
+        assert trigger(cluster, "job-full").returncode == 0
+        assert final_state(store, "job-full") == "JOB_FAILED"
+        assert "no space left" in s3_text(store, "job-full", "job-aws-reason.txt")
+    finally:
+        wait_for(lambda: subprocess.run(["umount", str(staging)], capture_output=True).returncode == 0, timeout=60)
+
+
+def test_the_sweep_removes_staged_copies_a_killed_run_left_behind(cluster, store):
+    assert sweep(cluster).returncode == 0  # the bridge's spool exists
+    staging = Path(cluster["journal"]) / "staging"
+    stale, fresh = staging / "in.stale0", staging / "out.fresh0"
+    for folder in (stale, fresh):
+        folder.mkdir()
+        (folder / "job-aws-run.sh").write_text("#!/bin/bash\n")
+    old = time.time() - 3 * 3600
+    os.utime(stale, (old, old))
+    assert sweep(cluster).returncode == 0
+    assert not stale.exists() and fresh.exists()
+    shutil.rmtree(fresh)

@@ -293,9 +293,18 @@ collect_results() {  # collect_results JOURNAL NAME: regular files of the work f
   fi
   out="$(mktemp -d "$SPOOL/staging/out.XXXXXX")"
   chown "$JOB_USER" "$out"
-  # JOB_USER copies what it can read; symbolic links, FIFOs and devices are not regular files.
-  (cd "$workdir" && as_job_user find . -type f -print0 \
-    | as_job_user xargs -0 -r cp --parents -p -t "$out") || log "$name: some result files could not be read"
+  # JOB_USER copies what it can read; symbolic links, FIFOs and devices are not regular files. A file it
+  # cannot read is left out; a copy cut short by a full disk makes the results incomplete, never complete.
+  local copy_errors
+  copy_errors="$( (cd "$workdir" && as_job_user find . -type f -print0 \
+    | as_job_user xargs -0 -r cp --parents -p -t "$out") 2>&1 )" || true
+  if grep -qiE 'no space left on device|disk quota exceeded' <<< "$copy_errors"; then
+    rm -rf "$out"
+    printf 'the results could not be staged on the head node (no space left in %s); they stay in %s\n' \
+      "$SPOOL/staging" "$workdir" > "$journal/results"
+    return 1
+  fi
+  [[ -z "$copy_errors" ]] || log "$name: some result files could not be read: ${copy_errors:0:300}"
   for attempt in 1 2 3; do
     # Results first, state last: JOB_COMPLETE is never visible before the results are.
     if "$AWS" s3 sync "$out" "$(s3_url "$name/")" "${options[@]}" --no-follow-symlinks --only-show-errors; then
@@ -409,6 +418,12 @@ cmd_sweep() {
     isolated handle_key "$key" "$etag" "$modified"
   done <<< "$listing"
   reconcile
+  clean_staging
+}
+
+clean_staging() {  # staged copies older than an hour: what a killed submitter or epilog left behind
+  find "$SPOOL/staging" -mindepth 1 -maxdepth 1 \( -name 'in.*' -o -name 'out.*' \) -mmin +60 \
+    -exec rm -rf -- {} + 2> /dev/null || true
 }
 
 cmd_epilog() {  # cmd_epilog JOB_NAME JOB_ID JOB_UID (passed by the epilog wrapper)
