@@ -519,7 +519,8 @@ def test_results_cut_short_by_a_full_disk_are_never_complete(cluster, store, tmp
         submit(store, tmp_path, "job-full", "head -c 3000000 /dev/zero > big.bin\n")
         assert trigger(cluster, "job-full").returncode == 0
         assert final_state(store, "job-full") == "JOB_FAILED"
-        assert "no space left" in s3_text(store, "job-full", "job-aws-reason.txt")
+        reason = s3_text(store, "job-full", "job-aws-reason.txt")
+        assert "the results could not be staged completely on the head node (100% of" in reason, reason
     finally:
         wait_for(lambda: subprocess.run(["umount", str(staging)], capture_output=True).returncode == 0, timeout=60)
 
@@ -536,3 +537,31 @@ def test_the_sweep_removes_staged_copies_a_killed_run_left_behind(cluster, store
     assert sweep(cluster).returncode == 0
     assert not stale.exists() and fresh.exists()
     shutil.rmtree(fresh)
+
+
+def test_root_uploads_results_only_from_a_folder_the_job_user_cannot_change(cluster, store, tmp_path: Path):
+    """Before: root synced a staging folder the job user owned, and a job-user process renamed a symlink over a
+    file mid-upload (a root-only file reached S3). Now the job user streams its files to root, which uploads from
+    a folder only root can reach: the upload's source is root's, mode 0700, with regular files only."""
+    record = Path(cluster["base"]) / f"sync-sources-{time.monotonic_ns()}"
+    aws = Path(sys.executable).parent / "aws"
+    watcher = user_program(cluster, "aws-watch", "#!/bin/bash\n"
+                           "if [[ \"$1 $2\" == 's3 sync' && \"$3\" != s3://* ]]; then\n"
+                           f"  stat -c '%u %a' \"$3\" >> {record}; find \"$3\" -mindepth 1 ! -type f ! -type d >> {record}\n"
+                           f"fi\nexec {aws} \"$@\"\n")
+    script = ("echo result > result.txt\nmkfifo pipe\nln -s /etc/shadow shadow.txt\n"
+              "mkdir -p sub && echo deep > sub/deep.txt\n")
+    installed = Path(cluster["conf"]).read_text()
+    Path(cluster["conf"]).write_text(installed + f"AWS={watcher}\n")  # the submitter's and the epilog's uploads
+    try:
+        submit(store, tmp_path, "job-seal", script)
+        assert trigger(cluster, "job-seal").returncode == 0
+        assert final_state(store, "job-seal") == "JOB_COMPLETE"
+    finally:
+        Path(cluster["conf"]).write_text(installed)
+    sources = [line for line in record.read_text().splitlines() if line]
+    assert sources and sources[0] == "0 700", sources  # uid 0, no access for anyone else; nothing but files
+    store.fetch("job-seal", tmp_path / "back-seal", stream=open(os.devnull, "w"))
+    back = tmp_path / "back-seal"
+    assert (back / "result.txt").read_text() == "result\n" and (back / "sub" / "deep.txt").read_text() == "deep\n"
+    assert not (back / "shadow.txt").exists() and not (back / "pipe").exists()

@@ -17,8 +17,8 @@
 #
 # Threat model (README "Job bridge"): anyone who may write under the prefix can run jobs as JOB_USER,
 # never as root. Root only reads S3 and local state it owns: job folders are downloaded into a
-# root-owned staging directory and handed over by JOB_USER itself; results are read by JOB_USER into
-# staging and uploaded without following symlinks (only regular files). A job is matched by the Slurm
+# root-owned staging directory and handed over by JOB_USER itself; results are read by JOB_USER and
+# streamed to root into a root-only staging directory, uploaded without following symlinks (regular files). A job is matched by the Slurm
 # job id recorded at submission and by its uid, never by its name; each submission is tied to one
 # upload of the state file (its ETag and time, in the job's comment), so a retry never adopts an
 # older job.
@@ -30,7 +30,7 @@
 #   job_bridge.sh epilog JOB_NAME JOB_ID UID   EpilogSlurmctld, through /opt/job-bridge/epilog
 #   job_bridge.sh finalize JOB_ID              started by the epilog: waits for Slurm's final state
 # JOB_BRIDGE_CONF (default /etc/job-bridge.conf) and ROOT (install only) exist for tests; the conf may
-# set AWS, SBATCH, SQUEUE, SCONTROL, WORK_ROOT, SPOOL, LOCK, JOB_PATH and FINALIZE_WAIT.
+# set AWS, SBATCH, SQUEUE, SCONTROL, WORK_ROOT, SPOOL, LOCK, JOB_PATH, FINALIZE_WAIT and COLLECT_TIMEOUT.
 #
 # Slurm's answers are trusted only when Slurm answered: a controller that cannot be reached is "ask again
 # later" (exit status 2 of slurm_state), never the end of a job; an upload whose earlier submission cannot
@@ -66,6 +66,7 @@ load_conf() {
   SQUEUE="${SQUEUE:-/opt/slurm/bin/squeue}"
   SCONTROL="${SCONTROL:-/opt/slurm/bin/scontrol}"
   FINALIZE_WAIT="${FINALIZE_WAIT:-300}"
+  COLLECT_TIMEOUT="${COLLECT_TIMEOUT:-1800}"  # seconds for the job user to hand its results over
   JOB_UID="$(id -u "$JOB_USER")" || { log "user $JOB_USER does not exist"; exit 1; }
   if [[ "$JOB_UID" == 0 ]]; then
     log "refusing to run jobs as $JOB_USER (uid 0)"
@@ -291,17 +292,28 @@ collect_results() {  # collect_results JOURNAL NAME: regular files of the work f
     printf 'no work folder to read\n' > "$journal/results"
     return 1
   fi
+  # The job user reads its own regular files and streams them (tar) to root, which unpacks them into a
+  # folder only root can reach and keeps regular files only: root never opens a path the job user can
+  # change (no link swapped in during the upload, no FIFO to block on). A file the job user cannot read
+  # is left out; a copy cut short by a full disk makes the results incomplete, never complete.
   out="$(mktemp -d "$SPOOL/staging/out.XXXXXX")"
-  chown "$JOB_USER" "$out"
-  # JOB_USER copies what it can read; symbolic links, FIFOs and devices are not regular files. A file it
-  # cannot read is left out; a copy cut short by a full disk makes the results incomplete, never complete.
+  chmod 0700 "$out"
+  local errors="$SPOOL/staging/errors.$$" statuses
+  set +e
+  (cd "$workdir" && as_job_user find . -type f -print0 \
+    | as_job_user timeout "$COLLECT_TIMEOUT" tar --null -T - -cf -) 2> "$errors" \
+    | timeout "$COLLECT_TIMEOUT" tar -C "$out" -xf - --no-same-owner --no-same-permissions 2>> "$errors"
+  statuses=("${PIPESTATUS[@]}")
+  set -e
+  find "$out" -mindepth 1 ! -type f ! -type d -delete  # a crafted stream's links, devices and FIFOs
   local copy_errors
-  copy_errors="$( (cd "$workdir" && as_job_user find . -type f -print0 \
-    | as_job_user xargs -0 -r cp --parents -p -t "$out") 2>&1 )" || true
-  if grep -qiE 'no space left on device|disk quota exceeded' <<< "$copy_errors"; then
+  copy_errors="$(head -c 600 "$errors")"
+  rm -f "$errors"
+  if (( statuses[1] != 0 )); then  # root could not write what the job user handed over: a full disk, mostly
+    printf 'the results could not be staged completely on the head node (%s of %s used: %s); they stay in %s\n' \
+      "$(df -P "$out" | awk 'NR == 2 {print $5}')" "$SPOOL/staging" "${copy_errors//$'\n'/ }" "$workdir" \
+      > "$journal/results"
     rm -rf "$out"
-    printf 'the results could not be staged on the head node (no space left in %s); they stay in %s\n' \
-      "$SPOOL/staging" "$workdir" > "$journal/results"
     return 1
   fi
   [[ -z "$copy_errors" ]] || log "$name: some result files could not be read: ${copy_errors:0:300}"
