@@ -158,16 +158,25 @@ class Simulator:
     def _region_from_default_session(self) -> None:
         """ParallelCluster builds a new boto3 Session for every AWS call only to log its region, and again
         in get_region() (pcluster/aws/common.py): a third of a dry run. The region is fixed here, so that
-        module reads it from the default session; clients and resources are boto3's own."""
+        module reads it from the default session.
+
+        Never creates the default session: the schema check runs while the warm-up thread sets the default
+        session up (with the hooks of ``_hooks``); a default session made meanwhile by ``boto3.client`` would
+        replace it, and later clients would reach moto without the hooks (seen: DescribeStacks went to moto's
+        CloudFormation and crashed the dry run). Before the warm-up is done, a throwaway session serves."""
         import types
 
         import pcluster.aws.common as common
 
-        boto3 = self.boto3
+        boto3, region = self.boto3, self.region
+
+        def current() -> Any:
+            return boto3.DEFAULT_SESSION or boto3.session.Session(region_name=region)
+
         common.boto3 = types.SimpleNamespace(  # type: ignore[attr-defined]
-            client=lambda *args, **kwargs: boto3.client(*args, **kwargs),
-            resource=lambda *args, **kwargs: boto3.resource(*args, **kwargs),
-            session=types.SimpleNamespace(Session=lambda: boto3._get_default_session()))
+            client=lambda *args, **kwargs: current().client(*args, **kwargs),
+            resource=lambda *args, **kwargs: current().resource(*args, **kwargs),
+            session=types.SimpleNamespace(Session=current))
 
     def reset(self) -> None:
         self.used = False
