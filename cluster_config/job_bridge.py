@@ -1,9 +1,13 @@
 """Adds the job bridge (seed 004) to a cluster config: the head node may write and list the job
-prefix and use SSM, and slurmctld runs the bridge's epilog. Applied to the YAML data before
-rendering, so the rendered snapshot and every check see exactly what is deployed.
+prefix and use SSM, slurmctld runs the bridge's epilog, and every queue's nodes create the submitters'
+job users (``job_users.sh``) before they run jobs. Applied to the YAML data before rendering, so the
+rendered snapshot and every check see exactly what is deployed.
 
-The bridge is installed by an SSM association (hpc_constructs/job_bridge.py), not by a node action:
-a head node's OnNodeConfigured cannot change on update, and every change made here can.
+The bridge is installed on the head node by an SSM association (hpc_constructs/job_bridge.py), which
+also creates the job users there, not by a node action: a head node's OnNodeConfigured cannot change
+on update. A queue's custom actions can (QueueUpdateStrategy). A login pool's OnNodeConfigured cannot
+either, and jobs never run on login nodes, so login nodes do not get the job users (their uids are in
+a range no login user holds: job_bridge/submitters.py).
 """
 
 from __future__ import annotations
@@ -12,10 +16,12 @@ import copy
 from typing import Any
 
 from cluster_config.document import ConfigDocument
+from job_bridge.submitters import Submitter
 
 EPILOG = "/opt/job-bridge/epilog"
 SSM_POLICY = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"  # Run Command reaches the head node
 LIST_POLICY = "${JobBridgeListPolicy}"  # hpc_constructs.job_bridge: s3:ListBucket on the job prefix
+USERS_SCRIPT = "job_users.sh"
 # The login user ParallelCluster's official AMIs create, by Image.Os prefix.
 OS_USERS = (("ubuntu", "ubuntu"), ("rocky", "rocky"), ("alinux", "ec2-user"), ("rhel", "ec2-user"))
 
@@ -25,7 +31,25 @@ def default_user(config: dict[str, Any]) -> str:
     return next((user for prefix, user in OS_USERS if os_name.startswith(prefix)), "ec2-user")
 
 
-def with_job_bridge(document: ConfigDocument, prefix: str) -> ConfigDocument:
+def users_step(submitters: tuple[Submitter, ...]) -> dict[str, Any]:
+    return {"Script": f"${{NodeAction:{USERS_SCRIPT}}}", "Args": [s.spec for s in submitters]}
+
+
+def _add_users_step(queue: dict[str, Any], step: dict[str, Any]) -> None:
+    """First in the queue's OnNodeConfigured: the users exist before anything else on the node runs."""
+    actions = queue.setdefault("CustomActions", {})
+    current = actions.get("OnNodeConfigured") or {}
+    steps = current.get("Sequence") or ([{k: current[k] for k in ("Script", "Args") if k in current}]
+                                        if "Script" in current else [])
+    actions["OnNodeConfigured"] = {"Sequence": [step, *steps]}
+    iam = queue.setdefault("Iam", {})
+    readable = [a.get("BucketName") for a in iam.get("S3Access") or []]
+    readable += [p.get("Policy") for p in iam.get("AdditionalIamPolicies") or []]
+    if "${ScriptsBucket}" not in readable and "${NodeActionsReadPolicy}" not in readable:
+        iam.setdefault("S3Access", []).append({"BucketName": "${ScriptsBucket}"})
+
+
+def with_job_bridge(document: ConfigDocument, prefix: str, submitters: tuple[Submitter, ...] = ()) -> ConfigDocument:
     data = copy.deepcopy(document.data)
     iam = data.setdefault("HeadNode", {}).setdefault("Iam", {})
     access = iam.setdefault("S3Access", [])
@@ -38,4 +62,7 @@ def with_job_bridge(document: ConfigDocument, prefix: str) -> ConfigDocument:
             policies.append({"Policy": policy})
     slurm = data.setdefault("Scheduling", {}).setdefault("SlurmSettings", {})
     slurm.setdefault("CustomSlurmSettings", []).append({"EpilogSlurmctld": EPILOG})
+    for queue in data["Scheduling"].get("SlurmQueues") or []:
+        if isinstance(queue, dict):
+            _add_users_step(queue, users_step(submitters))
     return ConfigDocument(source=document.source, data=data, lines=document.lines)

@@ -10,6 +10,8 @@ from typing import Any, Callable, TextIO
 
 from botocore.exceptions import ClientError, NoCredentialsError
 
+from job_bridge.submitters import ROLE_NAME, role_name_of
+
 STATE_FILE = "job-aws-stat.txt"
 JOB_SCRIPT = "job-aws-run.sh"
 JOBID_FILE = "job-aws-jobid.txt"
@@ -141,6 +143,26 @@ class JobStore:
         if progress.done == 0:
             progress(0)
         return written
+
+
+def submitter_prefix(job_prefix: str, sts: Any, submitter: str | None = None) -> str:
+    """``<job prefix><submitter>/``: the folder the bucket lets this caller use. The submitter is the name of the
+    caller's IAM role (STS GetCallerIdentity, which needs no permission) unless given."""
+    if not submitter:
+        try:
+            arn = sts.get_caller_identity()["Arn"]
+        except NoCredentialsError:
+            raise JobBridgeError("no AWS credentials found: run `aws configure` (or `aws sso login`), "
+                                 "or set AWS_PROFILE") from None
+        except ClientError as error:
+            raise JobBridgeError(f"STS GetCallerIdentity: {error.response['Error'].get('Message', error)}") from None
+        submitter = role_name_of(arn)
+        if not submitter:
+            raise JobBridgeError(f"you are {arn}, not an IAM role: the job bridge takes jobs from the roles in "
+                                 "job_bridge_submitters (assume one, or pass --submitter <role name>)")
+    if not ROLE_NAME.match(submitter):
+        raise JobBridgeError(f"'{submitter}' is not an IAM role name")
+    return f"{job_prefix.rstrip('/')}/{submitter}/"
 
 
 def _inside(root: Path, relative: str) -> bool:

@@ -262,11 +262,15 @@ def _data_repositories(aws: Session, links: list[Association], lustre: str | Non
 
 def _job_bridge(aws: Session, cluster: dict[str, str], prereq: dict[str, str], options: Options,
                 sleep: Callable[[float], None]) -> CheckResult:
-    from job_bridge.client import JobBridgeError, JobStore
+    from job_bridge.client import JobBridgeError, JobStore, submitter_prefix
 
     if not cluster.get("JobBridgePrefix"):
         return CheckResult("job-bridge", "SKIP", 0, "the job bridge is off (context job_bridge)")
-    store = JobStore(aws.client("s3"), _required(prereq, "DataBucketName", "PrereqStack"), cluster["JobBridgePrefix"])
+    try:  # as the caller's role: its own folder under the prefix
+        prefix = submitter_prefix(cluster["JobBridgePrefix"], aws.client("sts"))
+    except JobBridgeError as error:
+        return CheckResult("job-bridge", "FAIL", 0, f"cannot submit: {error}")
+    store = JobStore(aws.client("s3"), _required(prereq, "DataBucketName", "PrereqStack"), prefix)
     name = f"verify-{int(time.time())}"
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:

@@ -6,7 +6,8 @@
     scripts/job_client.py fetch job0001 ./results          downloads the job folder with its results
 
 The folder must contain job-aws-run.sh (the Slurm batch script). The bucket defaults to PrereqStack's
-DataBucketName output; the prefix to the context value job_bridge_prefix (jobs/).
+DataBucketName output; the prefix to the context value job_bridge_prefix (jobs/), below which each
+submitter has its own folder, named after its IAM role (the role of your credentials, or --submitter).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from job_bridge.client import JobBridgeError, JobStore  # noqa: E402
+from job_bridge.client import JobBridgeError, JobStore, submitter_prefix  # noqa: E402
 from ops.cluster import OpsError, connect, outputs  # noqa: E402
 from settings.context import shipped_context  # noqa: E402
 
@@ -26,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bucket", help="default: PrereqStack output DataBucketName")
     parser.add_argument("--prefix", default=shipped_context().get("job_bridge_prefix", "jobs/"))
+    parser.add_argument("--submitter", help="your submitter's folder: default, the name of your credentials' IAM role")
     parser.add_argument("--region")
     parser.add_argument("--profile")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -43,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         bucket = args.bucket or outputs(aws, "PrereqStack").get("DataBucketName")
         if not bucket:
             raise JobBridgeError("PrereqStack has no DataBucketName output: pass --bucket")
-        store = JobStore(aws.client("s3"), bucket, args.prefix)
+        store = JobStore(aws.client("s3"), bucket, submitter_prefix(args.prefix, aws.client("sts"), args.submitter))
         if args.command == "submit":
             name = store.submit(args.directory, args.name)
             print(f"submitted {name}: s3://{bucket}/{store.key(name)} (follow with: status {name})")

@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from job_bridge.submitters import Submitter, submitters as parse_submitters
 from settings.context import ContextReader
 
 CLUSTER_NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9-]{0,59}$")
 VERSION = re.compile(r"^3\.(\d+)\.\d+$")
 JOB_PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*/$")
-ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9+=,.@_/*-]+$")
 RESERVED_NAMES = ("PrereqStack", "ClusterStack")  # ParallelCluster creates a stack named after the cluster
 
 
@@ -23,9 +23,8 @@ class ClusterSettings:
     # On-prem job submission through the data bucket (seed 004); opt-in.
     job_bridge: bool = False
     job_bridge_prefix: str = "jobs/"
-    job_bridge_user: str = ""  # empty: the OS's default user (ubuntu, ec2-user, rocky)
-    # IAM roles (ARNs, * allowed) that may write under the job prefix; everyone else is denied.
-    job_bridge_submitters: tuple[str, ...] = ()
+    # IAM roles (ARNs) that may submit, each under <prefix><role name>/ and as its own Linux user jb-<role name>.
+    job_bridge_submitters: tuple[Submitter, ...] = ()
 
     @classmethod
     def from_context(cls, reader: ContextReader) -> "ClusterSettings":
@@ -49,25 +48,26 @@ class ClusterSettings:
         if not JOB_PREFIX.match(prefix):
             reader.fail("job_bridge_prefix", "is not an S3 key prefix ending in '/'",
                         "use letters, digits, '.', '_', '-' and '/', e.g. jobs/")
-        user = reader.string("job_bridge_user", d.job_bridge_user)
-        if user and not re.match(r"^[a-z_][a-z0-9_-]{0,31}$", user):
-            reader.fail("job_bridge_user", "is not a Linux user name", "use e.g. ubuntu or ec2-user, or leave it empty")
-        elif user == "root":
-            reader.fail("job_bridge_user", "would run every uploaded job as root on the head node",
-                        "use the cluster's login user (leave it empty for the OS default) or another unprivileged user")
+        if reader.raw("job_bridge_user") not in (None, ""):
+            reader.fail("job_bridge_user", "is no longer used: one shared job user (by default the OS user, a "
+                        "sudoer) let every submitter reach root and each other's jobs; each submitter's jobs now run "
+                        "as its own unprivileged user jb-<role name>", "remove job_bridge_user (README: job bridge)")
         bridge = reader.boolean("job_bridge", d.job_bridge)
-        submitters = reader.json_list("job_bridge_submitters", list(d.job_bridge_submitters))
-        for role in submitters:
-            if not isinstance(role, str) or not ROLE_ARN.match(role):
-                reader.fail("job_bridge_submitters", f"holds {role!r}, which is not an IAM role ARN",
-                            "list role ARNs such as arn:aws:iam::123456789012:role/onprem-submitter", value=role)
-        if bridge and not submitters:
+        roles = reader.json_list("job_bridge_submitters", [s.role_arn for s in d.job_bridge_submitters])
+        strings = [role for role in roles if isinstance(role, str)]
+        if len(strings) != len(roles):
+            reader.fail("job_bridge_submitters", "holds something other than role ARNs",
+                        "list role ARNs such as arn:aws:iam::123456789012:role/onprem-submitter", value=roles)
+        submitters, problems = parse_submitters(strings)
+        for problem in problems:
+            reader.fail("job_bridge_submitters", problem, "list each submitter's role ARN, without wildcards, "
+                        "e.g. arn:aws:iam::123456789012:role/onprem-submitter", value=roles)
+        if bridge and not roles:
             reader.fail("job_bridge_submitters", "is empty, and job_bridge=true lets only the roles listed there write "
                         "jobs (anyone else with s3:PutObject on the data bucket could run them)",
                         "-c 'job_bridge_submitters=[\"arn:aws:iam::<account>:role/<on-prem submitter role>\"]' "
-                        "(README: on-premises job submission)", value=submitters)
+                        "(README: on-premises job submission)", value=roles)
         settings = cls(cluster_config=config, cluster_name=name, parallelcluster_version=version,
-                       job_bridge=bridge, job_bridge_prefix=prefix, job_bridge_user=user,
-                       job_bridge_submitters=tuple(s for s in submitters if isinstance(s, str)))
+                       job_bridge=bridge, job_bridge_prefix=prefix, job_bridge_submitters=submitters)
         reader.raise_if_errors()
         return settings

@@ -8,7 +8,7 @@ from aws_cdk import CfnOutput, Fn, Stack, Token
 from constructs import Construct
 
 from cluster_config import NODE_ACTIONS_DIR, ConfigDocument, PlaceholderValues, node_actions_used, render
-from cluster_config.job_bridge import default_user
+from cluster_config.job_bridge import USERS_SCRIPT, default_user
 from cluster_config.node_actions import object_key
 from cluster_config.provider import additional_iam_policies, load_contract
 from hpc_constructs.data_repositories import DataRepositoryAssociations
@@ -30,7 +30,7 @@ class ClusterStack(Stack):
         self.data_repositories = DataRepositoryAssociations(
             self, "DataRepositories", associations=data_repositories, file_system_id=prereq.lustre.file_system_id,
             data_bucket_name=prereq.data_bucket.bucket.bucket_name)
-        scripts = node_actions_used(document) + ([JOB_BRIDGE_SCRIPT] if settings.job_bridge else [])
+        scripts = node_actions_used(document) + ([JOB_BRIDGE_SCRIPT, USERS_SCRIPT] if settings.job_bridge else [])
         self.node_actions = NodeActionScripts(
             self, "NodeActions", directory=NODE_ACTIONS_DIR, scripts=list(dict.fromkeys(scripts)),
             read_policy_name=f"parallelcluster-{settings.cluster_name}-{self.region}-node-actions") if scripts else None
@@ -43,9 +43,10 @@ class ClusterStack(Stack):
         if settings.job_bridge and self.node_actions:
             self.job_bridge = JobBridge(
                 self, "JobBridge", bucket=prereq.data_bucket.bucket, prefix=settings.job_bridge_prefix,
-                user=settings.job_bridge_user or default_user(document.data), cluster_name=settings.cluster_name,
-                submitters=settings.job_bridge_submitters, scripts_bucket=self.node_actions.bucket.bucket_name,
-                script_key=object_key(JOB_BRIDGE_SCRIPT, self.node_actions.digests[JOB_BRIDGE_SCRIPT]))
+                submitters=settings.job_bridge_submitters, cluster_name=settings.cluster_name,
+                scripts_bucket=self.node_actions.bucket.bucket_name,
+                script_key=object_key(JOB_BRIDGE_SCRIPT, self.node_actions.digests[JOB_BRIDGE_SCRIPT]),
+                users_script_key=object_key(USERS_SCRIPT, self.node_actions.digests[USERS_SCRIPT]))
             stack_values["JobBridgeListPolicy"] = self.job_bridge.list_policy.managed_policy_arn
         configuration = render(document, PlaceholderValues(
             stack=stack_values, context=context,
@@ -77,7 +78,8 @@ class ClusterStack(Stack):
                                      self.cluster.head_node_instance_id]))
         if self.job_bridge:
             CfnOutput(self, "JobBridgePrefix", value=settings.job_bridge_prefix,
-                      description="Jobs submitted under s3://<DataBucketName>/<prefix> run on the cluster")
+                      description="Jobs uploaded under s3://<DataBucketName>/<prefix><submitter role name>/ run on "
+                                  "the cluster")
         CfnOutput(self, "ValidationMessages", value=self.cluster.validation_messages,
                   description="ParallelCluster's validation messages from the last create/update")
 

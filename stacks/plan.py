@@ -39,7 +39,8 @@ def plan(lookup: Callable[[str], Any]) -> Plan:
     if prereq_settings.slurm_accounting:
         document = with_accounting(document)
     if cluster_settings.job_bridge:
-        document = with_job_bridge(document, cluster_settings.job_bridge_prefix)
+        document = with_job_bridge(document, cluster_settings.job_bridge_prefix,
+                                   cluster_settings.job_bridge_submitters)
     document = with_node_updates(document)
     region = prereq_settings.network.region
     key_pair_name = prereq_settings.key_pair_name or created_key_pair_name("PrereqStack")

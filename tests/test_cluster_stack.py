@@ -175,7 +175,6 @@ def test_provider_and_validation_versions_must_match():
 @pytest.mark.parametrize("key,value,problem", [
     ("job_bridge_prefix", "/jobs", "is not an S3 key prefix ending in '/'"),
     ("job_bridge_prefix", "jobs", "is not an S3 key prefix ending in '/'"),
-    ("job_bridge_user", "Root User", "is not a Linux user name"),
 ])
 def test_bad_job_bridge_settings(key: str, value: str, problem: str):
     message = build_error(job_bridge=True, **{key: value})

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import fnmatch
 import io
 import json
 import re
+from typing import Any
 from pathlib import Path
 
 import boto3
@@ -54,9 +56,10 @@ def test_target_is_a_fixed_command_on_the_head_node_given_only_the_key(bridged: 
     content = document["Properties"]["Content"]
     assert content["mainSteps"][0]["inputs"]["runCommand"] == ["/opt/job-bridge/job_bridge.sh submit --key '{{Key}}'"]
     pattern = re.compile(content["parameters"]["Key"]["allowedPattern"])
-    assert pattern.match("jobs/job0001/job-aws-stat.txt")
-    for key in ("jobs/a b/job-aws-stat.txt", "jobs/team/x/job-aws-stat.txt", "jobs/x/job-aws-stat.txt'; reboot #",
-                "other/x/job-aws-stat.txt"):
+    assert pattern.match("jobs/onprem-submitter/job0001/job-aws-stat.txt")
+    for key in ("jobs/onprem-submitter/a b/job-aws-stat.txt", "jobs/onprem-submitter/team/x/job-aws-stat.txt",
+                "jobs/onprem-submitter/x/job-aws-stat.txt'; reboot #", "other/onprem-submitter/x/job-aws-stat.txt",
+                "jobs/job0001/job-aws-stat.txt", "jobs/someone-else/job0001/job-aws-stat.txt"):
         assert not pattern.match(key), key
 
 
@@ -90,11 +93,31 @@ def test_only_named_roles_and_the_clusters_nodes_may_write_jobs(bridged: Synthes
     assert "role/parallelcluster/hpc-cluster/*" in json.dumps(allowed[1])
 
 
-def test_the_bridge_needs_its_submitters_and_never_runs_jobs_as_root():
+def test_the_bridge_needs_its_submitters_each_a_role_of_its_own():
     from tests.test_cluster_stack import build_error
 
     assert "context 'job_bridge_submitters' = []: is empty" in build_error(job_bridge=True)
-    assert "would run every uploaded job as root" in build_error(**BRIDGE, job_bridge_user="root")
+    wildcard = build_error(job_bridge=True, job_bridge_submitters=["arn:aws:iam::123456789012:role/team/*"])
+    assert "does not name one role" in wildcard and "without wildcards" in wildcard
+    same_name = build_error(job_bridge=True, job_bridge_submitters=[
+        "arn:aws:iam::111122223333:role/submitter", "arn:aws:iam::444455556666:role/submitter"])
+    assert "would share the name 'submitter'" in same_name
+    # The one shared job user (by default the OS user, a sudoer) is gone, with a message saying why.
+    removed = build_error(**BRIDGE, job_bridge_user="ubuntu")
+    assert "context 'job_bridge_user'" in removed and "is no longer used" in removed and "jb-<role name>" in removed
+
+
+def test_each_submitter_has_its_own_linux_user_with_a_uid_every_node_derives_alike():
+    from job_bridge.submitters import FIRST_UID, UID_COUNT, submitter, submitters
+
+    one = submitter("arn:aws:iam::123456789012:role/path/OnPrem.Submitter@lab")
+    assert one.name == "OnPrem.Submitter@lab" and one.user == "jb-onprem-submitter-lab"
+    assert FIRST_UID <= one.uid < FIRST_UID + UID_COUNT and one.spec == f"OnPrem.Submitter@lab:jb-onprem-submitter-lab:{one.uid}"
+    assert submitter(one.role_arn) == one  # no state: the same role gives the same uid on every node and every synth
+    found, problems = submitters(["arn:aws:iam::1:role/x", "arn:aws:iam::123456789012:role/" + "a" * 40])
+    assert len(found) == 1 and "not an IAM role ARN" in problems[0]
+    [long] = submitters(["arn:aws:iam::123456789012:role/" + "a" * 40])[0]
+    assert len(long.user) == 32
 
 
 def test_cluster_config_gets_list_and_write_access_and_the_epilog(bridged: Synthesized):
@@ -123,19 +146,37 @@ def test_installed_by_an_ssm_association_not_a_node_action(bridged: Synthesized)
     assert props["WaitForSuccessTimeoutSeconds"] == 600
     assert props["Targets"][0]["Values"][0]["Fn::GetAtt"][1] == "headNode.instanceId"
     assert re.fullmatch(r"[0-9a-f]{16}/job_bridge\.sh", props["Parameters"]["ScriptKey"][0])
-    assert props["Parameters"]["Prefix"] == ["jobs/"] and props["Parameters"]["User"] == ["ubuntu"]
+    assert re.fullmatch(r"[0-9a-f]{16}/job_users\.sh", props["Parameters"]["UsersScriptKey"][0])
+    [spec] = props["Parameters"]["Submitters"]
+    assert props["Parameters"]["Prefix"] == ["jobs/"] and re.fullmatch(r"onprem-submitter:jb-onprem-submitter:4\d{4}", spec)
     [document] = [d for d in bridged.template("ClusterStack").find_resources("AWS::SSM::Document").values()
                   if "install" in json.dumps(d)]
     content = document["Properties"]["Content"]
     assert all("allowedPattern" in p for p in content["parameters"].values())
-    assert "install '{{Bucket}}' '{{Prefix}}' '{{User}}'" in " ".join(content["mainSteps"][0]["inputs"]["runCommand"])
+    assert re.fullmatch(content["parameters"]["Submitters"]["allowedPattern"], spec)
+    assert not re.fullmatch(content["parameters"]["Submitters"]["allowedPattern"], spec + ";reboot")
+    commands = " ".join(content["mainSteps"][0]["inputs"]["runCommand"])
+    assert "install '{{Bucket}}' '{{Prefix}}' '{{Submitters}}'" in commands
+    assert commands.index("job_users.sh\" {{Submitters}}") < commands.index("install")  # users first
 
 
-def test_prefix_and_user_from_context():
-    app = synth(**BRIDGE, job_bridge_prefix="onprem/batch/", job_bridge_user="hpcuser")
+def test_every_queue_creates_the_job_users_first_and_login_pools_do_not(bridged: Synthesized):
+    """Jobs run on compute nodes as the submitters' users: every queue creates them before anything else (a queue's
+    custom actions update with its QueueUpdateStrategy). A login pool's OnNodeConfigured cannot change on update,
+    and jobs do not run there."""
+    config = cluster_config(bridged)
+    for queue in config["Scheduling"]["SlurmQueues"]:
+        [first, *_] = queue["CustomActions"]["OnNodeConfigured"]["Sequence"]
+        assert "/job_users.sh" in json.dumps(first["Script"]) and re.fullmatch(
+            r"onprem-submitter:jb-onprem-submitter:4\d{4}", first["Args"][0])
+    assert "job_users" not in json.dumps(config.get("LoginNodes", {}))
+    assert "job_users" not in json.dumps(config["HeadNode"].get("CustomActions", {}))
+
+
+def test_prefix_from_context():
+    app = synth(**BRIDGE, job_bridge_prefix="onprem/batch/")
     [association] = app.template("ClusterStack").find_resources("AWS::SSM::Association").values()
     assert association["Properties"]["Parameters"]["Prefix"] == ["onprem/batch/"]
-    assert association["Properties"]["Parameters"]["User"] == ["hpcuser"]
     write = [a for a in cluster_config(app)["HeadNode"]["Iam"]["S3Access"] if a.get("EnableWriteAccess")]
     assert write[0]["KeyName"] == "onprem/batch/*"
 
@@ -216,28 +257,75 @@ def test_status_of_a_failed_job_gives_slurms_reason(store: JobStore):
     assert store.status("j")["reason"] == "Slurm job 7: CANCELLED (reason: None)"
 
 
-CROSS_ACCOUNT = ("arn:aws:iam::111122223333:role/onprem-hpc-submitter", "arn:aws:iam::444455556666:role/team/*")
+CROSS_ACCOUNT = ("arn:aws:iam::111122223333:role/onprem-hpc-submitter", "arn:aws:iam::444455556666:role/team/lab")
 
 
-def test_submitters_of_other_accounts_are_granted_the_prefix_by_the_bucket():
-    """A role of another account gets nothing from Deny statements: the bucket must allow it. Each submitter's
-    account is the principal (never "*": S3 would call the policy public and Block Public Access refuse it),
-    narrowed to the named roles; listing only under the prefix."""
-    app = synth(job_bridge=True, job_bridge_submitters=list(CROSS_ACCOUNT))
+def data_bucket_statements(app: Synthesized) -> list[dict]:
     [policy] = [p for p in app.template("PrereqStack").find_resources("AWS::S3::BucketPolicy").values()
                 if p["Properties"]["Bucket"]["Ref"].startswith("DataBucketBD")]
-    statements = {s.get("Sid"): s for s in policy["Properties"]["PolicyDocument"]["Statement"]}
-    write, listing = statements["JobBridgeSubmittersReadWrite"], statements["JobBridgeSubmittersList"]
-    for statement in (write, listing):
-        assert statement["Effect"] == "Allow"
-        accounts = json.dumps(statement["Principal"])
-        assert "111122223333" in accounts and "444455556666" in accounts and '"*"' not in accounts
-        assert statement["Condition"]["ArnLike"]["aws:PrincipalArn"] == list(CROSS_ACCOUNT)
-    assert sorted(write["Action"]) == ["s3:GetObject", "s3:PutObject"]
-    assert write["Resource"]["Fn::Join"][1][-1] == "/jobs/*"
-    assert listing["Action"] == "s3:ListBucket" and listing["Condition"]["StringLike"]["s3:prefix"] == ["jobs/*"]
-    allows = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Allow"]
+    return policy["Properties"]["PolicyDocument"]["Statement"]
+
+
+def test_submitters_of_other_accounts_are_granted_their_own_folder_by_the_bucket():
+    """A role of another account gets nothing from Deny statements: the bucket must allow it. Each submitter's
+    account is the principal (never "*": S3 would call the policy public and Block Public Access refuse it),
+    narrowed to its role; reading, writing and listing only under its own folder."""
+    app = synth(job_bridge=True, job_bridge_submitters=list(CROSS_ACCOUNT))
+    statements = {s.get("Sid"): s for s in data_bucket_statements(app)}
+    for index, (role, account, folder) in enumerate(((CROSS_ACCOUNT[0], "111122223333", "onprem-hpc-submitter"),
+                                                     (CROSS_ACCOUNT[1], "444455556666", "lab"))):
+        write, listing = statements[f"JobBridgeSubmitter{index}ReadWrite"], statements[f"JobBridgeSubmitter{index}List"]
+        for statement in (write, listing):
+            assert statement["Effect"] == "Allow" and account in json.dumps(statement["Principal"])
+            assert '"*"' not in json.dumps(statement["Principal"])
+            assert statement["Condition"]["ArnLike"]["aws:PrincipalArn"] == role
+        assert sorted(write["Action"]) == ["s3:GetObject", "s3:PutObject"]
+        assert write["Resource"]["Fn::Join"][1][-1] == f"/jobs/{folder}/*"
+        assert listing["Action"] == "s3:ListBucket"
+        assert listing["Condition"]["StringLike"]["s3:prefix"] == [f"jobs/{folder}/*"]
+    allows = [s for s in statements.values() if s["Effect"] == "Allow"]
     assert all(s.get("Principal") not in ("*", {"AWS": "*"}) for s in allows)
+
+
+def _denied(statements: list[dict], principal: str, action: str, key: str) -> bool:
+    """Whether an explicit Deny of the bucket policy matches (S3 evaluates Deny first; no Allow overrides it). Only
+    the condition operators these statements use are modelled: ArnLike / ArnNotLike on aws:PrincipalArn."""
+    def matches(pattern: Any, value: str) -> bool:
+        return isinstance(pattern, str) and fnmatch.fnmatchcase(value, pattern)
+
+    for statement in statements:
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        suffixes = [r["Fn::Join"][1][-1] for r in resources if isinstance(r, dict) and "Fn::Join" in r]
+        if statement["Effect"] != "Deny" or action not in actions or not any(
+                fnmatch.fnmatchcase("/" + key, suffix) for suffix in suffixes):
+            continue
+        conditions = statement.get("Condition", {})
+        like = conditions.get("ArnLike", {}).get("aws:PrincipalArn")
+        not_like = conditions.get("ArnNotLike", {}).get("aws:PrincipalArn")
+        likes = like if isinstance(like, list) else [like] if like else []
+        not_likes = not_like if isinstance(not_like, list) else [not_like] if not_like else []
+        if likes and not any(matches(p, principal) for p in likes):
+            continue
+        if not_likes and any(matches(p, principal) for p in not_likes):
+            continue
+        return True
+    return False
+
+
+def test_a_submitter_neither_reads_nor_writes_another_submitters_folder():
+    app = synth(job_bridge=True, job_bridge_submitters=list(CROSS_ACCOUNT))
+    statements = data_bucket_statements(app)
+    alice, bob = CROSS_ACCOUNT
+    for action in ("s3:GetObject", "s3:PutObject"):
+        assert not _denied(statements, alice, action, "jobs/onprem-hpc-submitter/job1/job-aws-run.sh")
+        assert _denied(statements, alice, action, "jobs/lab/job1/job-aws-run.sh"), action
+        assert _denied(statements, bob, action, "jobs/onprem-hpc-submitter/job1/result.txt"), action
+        assert not _denied(statements, bob, action, "jobs/lab/job1/result.txt")
+    # The cluster's nodes (the head node's bridge) and the account's administrators are not submitters.
+    head_node = "arn:aws:iam::123456789012:role/parallelcluster/hpc-cluster/hpc-cluster-RoleHeadNode-X"
+    assert not _denied(statements, head_node, "s3:GetObject", "jobs/lab/job1/result.txt")
+    assert not _denied(statements, "arn:aws:iam::123456789012:role/Admin", "s3:GetObject", "jobs/lab/job1/result.txt")
 
 
 def test_the_client_asks_s3_only_under_the_job_prefix(store: JobStore, tmp_path: Path):
@@ -256,3 +344,19 @@ def test_the_client_asks_s3_only_under_the_job_prefix(store: JobStore, tmp_path:
             assert params["Prefix"].startswith("jobs/"), params
         elif "Key" in params:
             assert params["Key"].startswith("jobs/"), params
+
+
+def test_the_client_uses_the_folder_of_its_callers_role(aws):
+    from job_bridge.client import submitter_prefix
+
+    sts = boto3.client("sts")
+    credentials = sts.assume_role(RoleArn="arn:aws:iam::123456789012:role/team/onprem-submitter",
+                                  RoleSessionName="laptop")["Credentials"]
+    as_role = boto3.client("sts", aws_access_key_id=credentials["AccessKeyId"],
+                           aws_secret_access_key=credentials["SecretAccessKey"], aws_session_token=credentials["SessionToken"])
+    assert submitter_prefix("jobs/", as_role) == "jobs/onprem-submitter/"
+    assert submitter_prefix("jobs/", sts, "other-role") == "jobs/other-role/"  # --submitter
+    with pytest.raises(JobBridgeError, match="not an IAM role: the job bridge takes jobs from the roles"):
+        submitter_prefix("jobs/", sts)  # moto's default caller is an IAM user
+    with pytest.raises(JobBridgeError, match="is not an IAM role name"):
+        submitter_prefix("jobs/", sts, "../x")

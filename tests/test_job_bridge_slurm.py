@@ -3,8 +3,9 @@ slurm.conf as the cluster config sets it), S3 served by moto on loopback, and jo
 job user, as on a head node. The submitter runs as SSM Run Command runs it (root, `submit --key`),
 the sweep as its timer does.
 
-Half of these tests are attacks and faults (issue 11): a job that plants symlinks, a job of another
-user named after a victim, cancellations, a submitter killed mid-way, a failed download, odd names.
+Half of these tests are attacks and faults (issues 11 and 16): a job that plants symlinks, a job of another
+user named after a victim, one submitter's job against another's folder, cancellations, a submitter killed
+mid-way, a failed download, odd names, a re-run uploaded while the previous run ends, a backlog.
 """
 
 from __future__ import annotations
@@ -23,12 +24,17 @@ import boto3
 import pytest
 
 from job_bridge.client import JobStore
+from job_bridge.submitters import submitter
 from settings.context import REPO_ROOT
 from tests.local_slurm import ensure_user, free_port, needs, running, wait_for
 
 SCRIPT = REPO_ROOT / "scripts" / "node_actions" / "job_bridge.sh"
+USERS_SCRIPT = REPO_ROOT / "scripts" / "node_actions" / "job_users.sh"
 BUCKET, PREFIX = "data-bucket", "jobs/"
-JOB_USER, OTHER_USER = "jbridgeuser", "jbridgeother"
+ALICE = submitter("arn:aws:iam::123456789012:role/alice-lab")  # the submitter most tests submit as
+BOB = submitter("arn:aws:iam::111122223333:role/bob-lab")
+APREFIX = f"{PREFIX}{ALICE.name}/"  # alice's own folder in the bucket
+JOB_USER, OTHER_USER = ALICE.user, "jbridgeother"
 pytestmark = needs("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scancel", "useradd", "runuser")
 
 
@@ -50,23 +56,26 @@ def s3_endpoint() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def cluster(s3_endpoint: str) -> Iterator[dict[str, str]]:
-    """A one-node Slurm cluster with the job bridge installed as on a head node; jobs run as JOB_USER."""
-    uid = ensure_user(JOB_USER)
+    """A one-node Slurm cluster with the job bridge installed as on a head node, for two submitters (alice and bob)
+    whose users job_users.sh creates as on every node; alice's jobs run as JOB_USER."""
     ensure_user(OTHER_USER)
     base = Path(tempfile.mkdtemp(prefix="job-bridge-"))
-    base.chmod(0o755)  # the job user reaches its work folder below, as /home/<user> on a head node
+    base.chmod(0o755)  # the job users reach their homes below, as /home on a head node
     for sub in ("journal", "root", "home"):
         (base / sub).mkdir()
     (base / "home").chmod(0o755)
-    work = base / "home" / JOB_USER
-    work.mkdir()
-    shutil.chown(work, JOB_USER, JOB_USER)
+    home = base / "home"
+    made = subprocess.run(["bash", str(USERS_SCRIPT), ALICE.spec, BOB.spec], env={**os.environ, "HOME_ROOT": str(home)},
+                          capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    work = home / JOB_USER
+    subprocess.run(["runuser", "-u", JOB_USER, "--", "mkdir", "-p", str(work / "job-aws")], check=True)
     root = base / "root"
-    subprocess.run(["bash", str(SCRIPT), "install", BUCKET, PREFIX, JOB_USER], env={**os.environ, "ROOT": str(root)},
-                   check=True, capture_output=True)
+    subprocess.run(["bash", str(SCRIPT), "install", BUCKET, PREFIX, f"{ALICE.spec} {BOB.spec}"],
+                   env={**os.environ, "ROOT": str(root)}, check=True, capture_output=True)
     conf = root / "etc" / "job-bridge.conf"
     with conf.open("a") as extra:  # what a test needs beyond a head node: where S3 and Slurm are
-        extra.write(f"WORK_ROOT={work}/job-aws\nSPOOL={base}/journal\nLOCK={base}/bridge.lock\nFINALIZE_WAIT=60\n"
+        extra.write(f"HOME_ROOT={home}\nSPOOL={base}/journal\nLOCK={base}/bridge.lock\nFINALIZE_WAIT=60\n"
                     f"SBATCH=/usr/bin/sbatch\nSQUEUE=/usr/bin/squeue\nSCONTROL=/usr/bin/scontrol\n"
                     f"export SLURM_CONF={base}/slurm.conf\n"
                     f"export AWS_ENDPOINT_URL={s3_endpoint} AWS_DEFAULT_REGION=us-east-1 "
@@ -75,15 +84,22 @@ def cluster(s3_endpoint: str) -> Iterator[dict[str, str]]:
     # The epilog is set as the cluster config sets it (CustomSlurmSettings: EpilogSlurmctld).
     with running(base, "bridge", f"JobAcctGatherType=jobacct_gather/none\nMinJobAge=600\nKillWait=2\n"
                                  f"EpilogSlurmctld={root}/opt/job-bridge/epilog") as slurm:
-        yield {"conf": str(conf), "slurm_conf": str(slurm.conf), "work": str(work / "job-aws"), "uid": str(uid),
-               "journal": str(base / "journal"), "base": str(base)}
+        yield {"conf": str(conf), "slurm_conf": str(slurm.conf), "work": str(work / "job-aws"), "uid": str(ALICE.uid),
+               "journal": str(base / "journal"), "base": str(base), "home": str(home)}
 
 
 @pytest.fixture
 def store(s3_endpoint: str) -> JobStore:
     s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1", aws_access_key_id="testing",
                       aws_secret_access_key="testing")
-    return JobStore(s3, BUCKET, PREFIX)
+    return JobStore(s3, BUCKET, APREFIX)
+
+
+@pytest.fixture
+def bob_store(s3_endpoint: str) -> JobStore:
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                      aws_secret_access_key="testing")
+    return JobStore(s3, BUCKET, f"{PREFIX}{BOB.name}/")
 
 
 def bridge(cluster: dict[str, str], *args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -91,9 +107,9 @@ def bridge(cluster: dict[str, str], *args: str, **env: str) -> subprocess.Comple
                           capture_output=True, text=True, timeout=180)
 
 
-def trigger(cluster: dict[str, str], name: str, **env: str) -> subprocess.CompletedProcess[str]:
+def trigger(cluster: dict[str, str], name: str, prefix: str = APREFIX, **env: str) -> subprocess.CompletedProcess[str]:
     """What the EventBridge rule makes SSM Run Command do on the head node for this upload."""
-    return bridge(cluster, "submit", "--key", f"{PREFIX}{name}/job-aws-stat.txt", **env)
+    return bridge(cluster, "submit", "--key", f"{prefix}{name}/job-aws-stat.txt", **env)
 
 
 def sweep(cluster: dict[str, str], **env: str) -> subprocess.CompletedProcess[str]:
@@ -125,8 +141,8 @@ def slurm(cluster: dict[str, str], *args: str) -> str:
                           env={**os.environ, "SLURM_CONF": cluster["slurm_conf"]}).stdout
 
 
-def jobs_named(cluster: dict[str, str], name: str) -> list[str]:
-    return slurm(cluster, "squeue", "-h", "--states=all", f"--name=jb-{name}", "-o", "%i").split()
+def jobs_named(cluster: dict[str, str], name: str, who: str = ALICE.name) -> list[str]:
+    return slurm(cluster, "squeue", "-h", "--states=all", f"--name=jb-{who}/{name}", "-o", "%i").split()
 
 
 def s3_text(store: JobStore, name: str, file: str) -> str | None:
@@ -154,7 +170,7 @@ def crash_submitter_after(cluster: dict[str, str], tmp_path: Path, name: str, sb
     submit_line = '/usr/bin/sbatch "$@"\n' if sbatch_first else ""
     program = user_program(cluster, "sbatch-crash", f"#!/bin/bash\n{submit_line}touch {marker}\nsleep 60\n")
     conf = conf_with(cluster, tmp_path, SBATCH=str(program))
-    submitter = subprocess.Popen(["bash", str(SCRIPT), "submit", "--key", f"{PREFIX}{name}/job-aws-stat.txt"],
+    submitter = subprocess.Popen(["bash", str(SCRIPT), "submit", "--key", f"{APREFIX}{name}/job-aws-stat.txt"],
                                  env={**os.environ, "JOB_BRIDGE_CONF": conf}, stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL, start_new_session=True)
     wait_for(marker.exists, timeout=60)
@@ -181,7 +197,7 @@ def test_submit_run_epilog_fetch_as_the_job_user(cluster, store, tmp_path: Path)
 def test_duplicate_and_concurrent_triggers_submit_once(cluster, store, tmp_path: Path):
     submit(store, tmp_path, "job0002", "sleep 2; echo done > result.txt\n")
     env = {**os.environ, "JOB_BRIDGE_CONF": cluster["conf"]}
-    key = f"{PREFIX}job0002/job-aws-stat.txt"
+    key = f"{APREFIX}job0002/job-aws-stat.txt"
     together = [subprocess.Popen(["bash", str(SCRIPT), "submit", "--key", key], env=env, stderr=subprocess.PIPE)
                 for _ in range(3)] + [subprocess.Popen(["bash", str(SCRIPT), "sweep"], env=env, stderr=subprocess.PIPE)]
     assert all(p.wait(timeout=120) == 0 for p in together)
@@ -228,8 +244,8 @@ def test_a_symlink_in_the_work_folder_never_makes_root_write_through_it(cluster,
     trigger(cluster, "job0006")
     final_state(store, "job0006")
     # The same folder again, now with a file under sub/: the download must not follow the job's link.
-    store.s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}job0006/sub/evil", Body=b"* * * * * root touch /pwned\n")
-    store.s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}job0006/job-aws-stat.txt", Body=b"FILE_UPLOAD\n")
+    store.s3.put_object(Bucket=BUCKET, Key=f"{APREFIX}job0006/sub/evil", Body=b"* * * * * root touch /pwned\n")
+    store.s3.put_object(Bucket=BUCKET, Key=f"{APREFIX}job0006/job-aws-stat.txt", Body=b"FILE_UPLOAD\n")
     trigger(cluster, "job0006")
     assert final_state(store, "job0006") == "JOB_ERROR"
     assert "could not copy the job folder" in store.status("job0006")["error"]
@@ -262,14 +278,15 @@ def test_results_never_include_what_the_job_user_cannot_read(cluster, store, tmp
                                        "echo ok > result.txt\n")
     trigger(cluster, "job0008")
     assert final_state(store, "job0008") == "JOB_COMPLETE"  # a dangling link and a FIFO do not block the end
-    keys = {o["Key"].split("/", 2)[2] for o in store.names_in("job0008")}
+    keys = {o["Key"].split("/", 3)[3] for o in store.names_in("job0008")}
     assert "result.txt" in keys and not {"leak.txt", "dangling", "pipe"} & keys
     assert not any(b"root secret" in store.s3.get_object(Bucket=BUCKET, Key=o["Key"])["Body"].read()
                    for o in store.names_in("job0008"))
 
 
-def test_the_installer_refuses_root_as_the_job_user(tmp_path: Path):
-    result = subprocess.run(["bash", str(SCRIPT), "install", BUCKET, PREFIX, "root"],
+@pytest.mark.parametrize("submitters", ["root", "alice:root:0", f"{ALICE.spec} x:jb-x:0"])
+def test_the_installer_refuses_root_as_a_job_user(tmp_path: Path, submitters: str):
+    result = subprocess.run(["bash", str(SCRIPT), "install", BUCKET, PREFIX, submitters],
                             env={**os.environ, "ROOT": str(tmp_path)}, capture_output=True, text=True)
     assert result.returncode == 2 and "jobs must not run as root" in result.stderr
     assert not (tmp_path / "etc" / "job-bridge.conf").exists()
@@ -279,7 +296,7 @@ def test_the_installer_refuses_root_as_the_job_user(tmp_path: Path):
 def test_another_users_job_named_after_a_folder_does_not_end_it(cluster, store, tmp_path: Path):
     submit(store, tmp_path, "job0009", "sleep 8; echo mine > result.txt\n")
     trigger(cluster, "job0009")
-    forged = subprocess.run(["runuser", "-u", OTHER_USER, "--", "sbatch", "--parsable", "--job-name=jb-job0009",
+    forged = subprocess.run(["runuser", "-u", OTHER_USER, "--", "sbatch", "--parsable", f"--job-name=jb-{ALICE.name}/job0009",
                              "--chdir=/tmp", "--wrap", "echo forged"], capture_output=True, text=True,
                             env={**os.environ, "SLURM_CONF": cluster["slurm_conf"]}, check=True)
     forged_id = forged.stdout.strip()
@@ -317,7 +334,7 @@ def test_a_job_faster_than_its_submitter_never_goes_back_to_job_submit(cluster, 
     # The job runs and ends before sbatch returns to the submitter.
     slow = user_program(cluster, "sbatch-slow", '#!/bin/bash\nid=$(/usr/bin/sbatch "$@")\nsleep 6\necho "$id"\n')
     submit(store, tmp_path, "job0012", "echo quick > result.txt\n")
-    result = subprocess.run(["bash", str(SCRIPT), "submit", "--key", f"{PREFIX}job0012/job-aws-stat.txt"],
+    result = subprocess.run(["bash", str(SCRIPT), "submit", "--key", f"{APREFIX}job0012/job-aws-stat.txt"],
                             env={**os.environ, "JOB_BRIDGE_CONF": conf_with(cluster, tmp_path, SBATCH=str(slow))},
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
@@ -331,7 +348,7 @@ def test_a_new_upload_of_a_finished_folder_is_a_new_submission_even_after_a_cras
     trigger(cluster, "job0013")
     assert final_state(store, "job0013") == "JOB_COMPLETE"
     [first] = jobs_named(cluster, "job0013")
-    store.s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}job0013/job-aws-stat.txt", Body=b"FILE_UPLOAD\n")
+    store.s3.put_object(Bucket=BUCKET, Key=f"{APREFIX}job0013/job-aws-stat.txt", Body=b"FILE_UPLOAD\n")
     crash_submitter_after(cluster, tmp_path, "job0013", sbatch_first=False)
     assert sweep(cluster).returncode == 0  # recovery: no job carries this upload's comment, so submit it
     assert final_state(store, "job0013") == "JOB_COMPLETE"
@@ -345,7 +362,7 @@ def test_a_failed_download_is_not_submitted(cluster, store, tmp_path: Path):
                        f'  echo "[Errno 28] No space left on device" >&2; exit 1\nfi\nexec {shutil.which("aws")} "$@"\n')
     failing.chmod(0o755)
     submit(store, tmp_path, "job0014", "echo hi\n")
-    subprocess.run(["bash", str(SCRIPT), "submit", "--key", f"{PREFIX}job0014/job-aws-stat.txt"],
+    subprocess.run(["bash", str(SCRIPT), "submit", "--key", f"{APREFIX}job0014/job-aws-stat.txt"],
                    env={**os.environ, "JOB_BRIDGE_CONF": conf_with(cluster, tmp_path, AWS=str(failing))},
                    capture_output=True, timeout=120)
     status = store.status("job0014")
@@ -355,12 +372,12 @@ def test_a_failed_download_is_not_submitted(cluster, store, tmp_path: Path):
 
 @pytest.mark.parametrize("name", ["my job", "team/x", "tab\there"])
 def test_odd_folder_names_get_job_error_from_the_sweep(cluster, store, name: str):
-    store.s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}{name}/job-aws-run.sh", Body=b"#!/bin/bash\necho hi\n")
-    store.s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}{name}/job-aws-stat.txt", Body=b"FILE_UPLOAD\n")
+    store.s3.put_object(Bucket=BUCKET, Key=f"{APREFIX}{name}/job-aws-run.sh", Body=b"#!/bin/bash\necho hi\n")
+    store.s3.put_object(Bucket=BUCKET, Key=f"{APREFIX}{name}/job-aws-stat.txt", Body=b"FILE_UPLOAD\n")
     assert sweep(cluster).returncode == 0
-    state = store.s3.get_object(Bucket=BUCKET, Key=f"{PREFIX}{name}/job-aws-stat.txt")["Body"].read().decode()
+    state = store.s3.get_object(Bucket=BUCKET, Key=f"{APREFIX}{name}/job-aws-stat.txt")["Body"].read().decode()
     assert state.strip() == "JOB_ERROR"
-    error = store.s3.get_object(Bucket=BUCKET, Key=f"{PREFIX}{name}/job-aws-sbatch.out")["Body"].read().decode()
+    error = store.s3.get_object(Bucket=BUCKET, Key=f"{APREFIX}{name}/job-aws-sbatch.out")["Body"].read().decode()
     assert f"job folder name '{name}' is not allowed" in error
 
 
@@ -460,7 +477,7 @@ def test_a_failed_put_of_the_job_id_is_retried_by_the_sweep(cluster, store, tmp_
                          f"done\nexec {aws} \"$@\"\n")
     submit(store, tmp_path, "job-put", "sleep 6; echo ok > result.txt\n")
     result = bridge({**cluster, "conf": conf_with(cluster, tmp_path, AWS=str(flaky))}, "submit", "--key",
-                    f"{PREFIX}job-put/job-aws-stat.txt")
+                    f"{APREFIX}job-put/job-aws-stat.txt")
     assert result.returncode == 0, result.stderr
     assert marker.exists() and "state not written yet" in result.stderr
     # Retried by the reconciliation that ends every submitter and sweep (before: FILE_UPLOAD for good).
@@ -480,7 +497,7 @@ def test_crash_recovery_never_adopts_another_users_job(cluster, store, tmp_path:
     import hmac
 
     submit(store, tmp_path, "job-adopt", "echo mine > result.txt\n")
-    key = f"{PREFIX}job-adopt/job-aws-stat.txt"
+    key = f"{APREFIX}job-adopt/job-aws-stat.txt"
     head = store.s3.head_object(Bucket=BUCKET, Key=key)
     seconds = str(int(head["LastModified"].timestamp()))
     old_token = hashlib.sha256(f"{key}|{head['ETag']}|{seconds}".encode()).hexdigest()[:32]
@@ -491,7 +508,7 @@ def test_crash_recovery_never_adopts_another_users_job(cluster, store, tmp_path:
     planted = []
     for token in (old_token, real_token):
         done = subprocess.run(["runuser", "-u", OTHER_USER, "--", "sbatch", "--parsable", "--hold", f"--comment=jb:{token}",
-                               "--job-name=jb-job-adopt", "--wrap=sleep 1"], capture_output=True, text=True,
+                               f"--job-name=jb-{ALICE.name}/job-adopt", "--wrap=sleep 1"], capture_output=True, text=True,
                               env={**os.environ, "SLURM_CONF": cluster["slurm_conf"]}, cwd="/tmp")
         assert done.returncode == 0, done.stderr
         planted.append(done.stdout.strip().split(";")[0])
@@ -565,3 +582,152 @@ def test_root_uploads_results_only_from_a_folder_the_job_user_cannot_change(clus
     back = tmp_path / "back-seal"
     assert (back / "result.txt").read_text() == "result\n" and (back / "sub" / "deep.txt").read_text() == "deep\n"
     assert not (back / "shadow.txt").exists() and not (back / "pipe").exists()
+
+
+# -- round two (issue 16): who jobs run as, one submitter against another, a re-run, a backlog ----------------
+def test_jobs_run_as_the_submitters_own_user_which_is_no_sudoer(cluster, store, tmp_path: Path):
+    probe = ("id -un > who.txt; id -u >> who.txt; id -Gn >> who.txt\n"
+             "if command -v sudo >/dev/null; then sudo -n true 2>/dev/null && echo SUDO-WORKS >> who.txt; fi\n"
+             "stat -c '%a %U' \"$HOME\" >> who.txt\n")
+    submit(store, tmp_path, "job-who", probe)
+    assert trigger(cluster, "job-who").returncode == 0
+    assert final_state(store, "job-who") == "JOB_COMPLETE", s3_text(store, "job-who", "job-aws-reason.txt")
+    store.fetch("job-who", tmp_path / "back-who", stream=open(os.devnull, "w"))
+    user, uid, groups, home = (tmp_path / "back-who" / "who.txt").read_text().splitlines()
+    assert (user, uid, groups) == (ALICE.user, str(ALICE.uid), ALICE.user)  # no supplementary group (no sudo, wheel)
+    assert home == f"700 {ALICE.user}"  # other submitters' jobs and local users see nothing of it
+
+
+def test_the_users_script_is_idempotent_and_refuses_what_would_not_be_the_expected_user(cluster, tmp_path: Path):
+    env = {**os.environ, "HOME_ROOT": cluster["home"]}
+    again = subprocess.run(["bash", str(USERS_SCRIPT), ALICE.spec, BOB.spec], env=env, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr  # a second run (a node's OnNodeUpdated, the installer) changes nothing
+    other_uid = subprocess.run(["bash", str(USERS_SCRIPT), f"{ALICE.name}:{ALICE.user}:{ALICE.uid + 1}"], env=env,
+                               capture_output=True, text=True)
+    assert other_uid.returncode == 1 and f"exists with uid {ALICE.uid}; the job bridge needs uid {ALICE.uid + 1}" in other_uid.stderr
+    taken = subprocess.run(["bash", str(USERS_SCRIPT), f"carol:jb-carol-x:{ALICE.uid}"], env=env, capture_output=True, text=True)
+    assert taken.returncode == 1 and f"belongs to {ALICE.user}" in taken.stderr
+    root = subprocess.run(["bash", str(USERS_SCRIPT), "evil:root:0"], env=env, capture_output=True, text=True)
+    assert root.returncode == 1 and "jobs must not run as root" in root.stderr
+    admin_group = next((g for g in ("sudo", "wheel", "admin") if subprocess.run(["getent", "group", g]).returncode == 0), None)
+    if admin_group is None:
+        pytest.skip("no sudo/wheel/admin group on this machine")
+    sudoer = submitter("arn:aws:iam::123456789012:role/sudoer-lab")
+    made = subprocess.run(["bash", str(USERS_SCRIPT), sudoer.spec], env=env, capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    subprocess.run(["usermod", "-aG", admin_group, sudoer.user], check=True)
+    try:
+        refused = subprocess.run(["bash", str(USERS_SCRIPT), sudoer.spec], env=env, capture_output=True, text=True)
+        assert refused.returncode == 1 and f"is in group {admin_group}" in refused.stderr
+    finally:
+        subprocess.run(["userdel", sudoer.user], capture_output=True)
+        subprocess.run(["groupdel", sudoer.user], capture_output=True)
+
+
+def test_one_submitters_job_neither_reads_nor_plants_in_anothers_folder(cluster, store, bob_store, tmp_path: Path):
+    bob_folder = Path(cluster["home"], BOB.user, "job-aws", "job-bob")
+    (tmp_path / "bob").mkdir()
+    bob_store.submit(job_folder(tmp_path / "bob", "job-bob", "echo 'bob secret' > secret.txt\n"), stream=open(os.devnull, "w"))
+    assert trigger(cluster, "job-bob", prefix=f"{PREFIX}{BOB.name}/").returncode == 0
+    assert final_state(bob_store, "job-bob") == "JOB_COMPLETE"
+    attack = (f"cat {bob_folder}/secret.txt > stolen.txt 2>&1\n"
+              f"echo planted > {bob_folder}/planted.txt 2>> stolen.txt\n"
+              f"ls {cluster['home']}/{BOB.user} >> stolen.txt 2>&1\nexit 0\n")
+    submit(store, tmp_path, "job-snoop", attack)
+    assert trigger(cluster, "job-snoop").returncode == 0
+    assert final_state(store, "job-snoop") == "JOB_COMPLETE"
+    store.fetch("job-snoop", tmp_path / "back-snoop", stream=open(os.devnull, "w"))
+    stolen = (tmp_path / "back-snoop" / "stolen.txt").read_text()
+    assert "bob secret" not in stolen and "Permission denied" in stolen
+    assert not (bob_folder / "planted.txt").exists()
+    assert (bob_folder / "secret.txt").stat().st_uid == BOB.uid
+
+
+def test_staged_inputs_are_readable_by_the_submitters_user_only(cluster, store, tmp_path: Path):
+    """Before: the staging folder was 0755 with 0644 files, so any local user could read a job's inputs while it was
+    handed over. Now it is root's, group of the submitter's user, 0750."""
+    record = Path(cluster["base"]) / f"staging-modes-{time.monotonic_ns()}"
+    aws = Path(sys.executable).parent / "aws"
+    watcher = user_program(cluster, "aws-stage", "#!/bin/bash\n"
+                           "if [[ \"$1 $2\" == 's3 sync' && \"$3\" == s3://* ]]; then\n"
+                           f"  stat -c '%a %U %G' \"$4\" >> {record}\nfi\nexec {aws} \"$@\"\n")
+    submit(store, tmp_path, "job-stage", "cat input.txt > result.txt\n")
+    result = bridge({**cluster, "conf": conf_with(cluster, tmp_path, AWS=str(watcher))}, "submit", "--key",
+                    f"{APREFIX}job-stage/job-aws-stat.txt")
+    assert result.returncode == 0, result.stderr
+    assert record.read_text().split() == ["750", "root", ALICE.user]
+    assert final_state(store, "job-stage") == "JOB_COMPLETE"
+
+
+def test_a_rerun_uploaded_while_the_previous_run_ends_runs_after_it(cluster, store, tmp_path: Path):
+    """The user uploads FILE_UPLOAD again while the first run is still running. Before: the first run's end wrote
+    JOB_COMPLETE over the new request, and only one job ran. Now the new upload waits for the first run to end, is
+    never written over, and runs next: two jobs, each run recorded once."""
+    submit(store, tmp_path, "job-rerun", "echo run >> runs.txt\nsleep 8\n")
+    assert trigger(cluster, "job-rerun").returncode == 0
+    [first] = jobs_named(cluster, "job-rerun")
+    wait_for(lambda: "RUNNING" in slurm(cluster, "squeue", "-h", "-j", first, "-o", "%T"))
+    store.s3.put_object(Bucket=BUCKET, Key=f"{APREFIX}job-rerun/job-aws-stat.txt", Body=b"FILE_UPLOAD\n")
+    early = trigger(cluster, "job-rerun")  # the event of the re-run, while the first run is going
+    assert early.returncode == 0 and "the new upload waits for it" in early.stderr
+    assert jobs_named(cluster, "job-rerun") == [first]
+    wait_for(lambda: "COMPLETED" in slurm(cluster, "squeue", "-h", "--states=all", "-j", first, "-o", "%T"))
+    finalize_log = Path(cluster["journal"]) / "finalize.log"
+    wait_for(lambda: finalize_log.exists() and f"job {first} ended (COMPLETED) after a new upload" in finalize_log.read_text(),
+             timeout=60)
+    assert store.status("job-rerun")["state"] == "FILE_UPLOAD"  # the request is still there
+    assert sweep(cluster).returncode == 0
+    assert final_state(store, "job-rerun") == "JOB_COMPLETE"
+    ids = jobs_named(cluster, "job-rerun")
+    assert len(ids) == 2 and store.status("job-rerun")["slurm job id"] == ids[1] != first
+    store.fetch("job-rerun", tmp_path / "back-rerun", stream=open(os.devnull, "w"))
+    assert (tmp_path / "back-rerun" / "runs.txt").read_text() == "run\nrun\n"
+
+
+def junk(store: JobStore, names: list[str]) -> None:
+    """Folders with a state file and no batch script: each costs the bridge a download and ends JOB_ERROR."""
+    for name in names:
+        store.s3.put_object(Bucket=BUCKET, Key=store.key(name, "input.txt"), Body=b"x\n")
+        store.s3.put_object(Bucket=BUCKET, Key=store.key(name, "job-aws-stat.txt"), Body=b"FILE_UPLOAD\n")
+
+
+def test_an_event_never_waits_for_a_sweep_busy_with_a_backlog(cluster, store, bob_store, tmp_path: Path):
+    """Before: every submitter took the bridge-wide lock, so one submitter's backlog of folders delayed every other
+    submitter's event until the sweep was through (41-47 s for 24 folders). Now an event locks only its folder."""
+    assert sweep(cluster).returncode == 0  # nothing else pending
+    started = Path(cluster["base"]) / f"sweep-started-{time.monotonic_ns()}"
+    aws = Path(sys.executable).parent / "aws"
+    slow = user_program(cluster, "aws-slow", "#!/bin/bash\n"
+                        "if [[ \"$1 $2\" == 's3 sync' && \"$3\" == s3://* ]]; then touch " + str(started) + "; sleep 3; fi\n"
+                        f"exec {aws} \"$@\"\n")
+    junk(store, [f"junk-a{i}" for i in range(6)])
+    sweeper = subprocess.Popen(["bash", str(SCRIPT), "sweep"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env={**os.environ, "JOB_BRIDGE_CONF": conf_with(cluster, tmp_path, AWS=str(slow))})
+    try:
+        wait_for(started.exists, timeout=60)
+        (tmp_path / "bob").mkdir()
+        bob_store.submit(job_folder(tmp_path / "bob", "job-bob-fast", "echo fast > result.txt\n"),
+                         stream=open(os.devnull, "w"))
+        assert trigger(cluster, "job-bob-fast", prefix=f"{PREFIX}{BOB.name}/").returncode == 0
+        assert sweeper.poll() is None  # bob's job was submitted while alice's backlog was still being swept
+        assert bob_store.status("job-bob-fast")["state"] in ("JOB_SUBMIT", "JOB_COMPLETE")
+    finally:
+        assert sweeper.wait(timeout=120) == 0
+    assert final_state(bob_store, "job-bob-fast") == "JOB_COMPLETE"
+    assert all(store.status(f"junk-a{i}")["state"] == "JOB_ERROR" for i in range(6))
+
+
+def test_a_sweep_takes_submitters_in_turn_and_a_bounded_number_of_uploads(cluster, store, bob_store, tmp_path: Path):
+    assert sweep(cluster).returncode == 0  # nothing else pending
+    junk(store, [f"junk-b{i}" for i in range(5)])
+    (tmp_path / "bob").mkdir()
+    folder = job_folder(tmp_path / "bob", "job-bob-turn", "echo turn > result.txt\n")
+    bob_store.submit(folder, stream=open(os.devnull, "w"))  # its event was lost: the sweep must find it
+    bounded = bridge({**cluster, "conf": conf_with(cluster, tmp_path, SWEEP_BATCH="2")}, "sweep")
+    assert bounded.returncode == 0, bounded.stderr
+    assert "4 more uploads wait for the next sweep" in bounded.stderr
+    assert bob_store.status("job-bob-turn")["state"] in ("JOB_SUBMIT", "JOB_COMPLETE")  # not behind alice's five
+    assert sum(store.status(f"junk-b{i}")["state"] == "JOB_ERROR" for i in range(5)) == 1
+    assert sweep(cluster).returncode == 0
+    assert all(store.status(f"junk-b{i}")["state"] == "JOB_ERROR" for i in range(5))
+    assert final_state(bob_store, "job-bob-turn") == "JOB_COMPLETE"

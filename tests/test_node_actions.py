@@ -165,11 +165,11 @@ def test_job_bridge_install_is_idempotent_and_its_epilog_ignores_other_jobs(tmp_
     env = {**os.environ, "ROOT": str(tmp_path)}
     script = NODE_ACTIONS_DIR / "job_bridge.sh"
     for _ in range(2):
-        result = subprocess.run(["bash", str(script), "install", "my-bucket", "jobs/", "ubuntu"], env=env,
-                                capture_output=True, text=True)
+        result = subprocess.run(["bash", str(script), "install", "my-bucket", "jobs/", "alice:jb-alice:41234 bob:jb-bob:45678"],
+                                env=env, capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
     conf = (tmp_path / "etc/job-bridge.conf").read_text()
-    assert conf.startswith("BUCKET=my-bucket\nPREFIX=jobs/\nJOB_USER=ubuntu\n")
+    assert conf.startswith("BUCKET=my-bucket\nPREFIX=jobs/\nSUBMITTERS=alice:jb-alice:41234\\ bob:jb-bob:45678\n")
     sudoers = tmp_path / "etc/sudoers.d/job-bridge"
     assert stat.S_IMODE(sudoers.stat().st_mode) == 0o440
     if shutil.which("visudo"):

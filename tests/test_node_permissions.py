@@ -46,7 +46,7 @@ def test_the_head_node_can_list_read_and_write_the_job_prefix(cluster: Cluster):
     bucket = cluster.values["DataBucketName"]
     assert cluster.roles.allows("RoleHeadNode", "s3:ListBucket", s3_arn(bucket))  # list-objects-v2, aws s3 sync
     for action in ("s3:GetObject", "s3:PutObject"):
-        assert cluster.roles.allows("RoleHeadNode", action, s3_arn(bucket, "jobs/job0001/job-aws-stat.txt")), action
+        assert cluster.roles.allows("RoleHeadNode", action, s3_arn(bucket, "jobs/onprem-submitter/job0001/job-aws-stat.txt")), action
 
 
 def test_the_head_node_cannot_write_outside_the_job_prefix(cluster: Cluster):
@@ -54,9 +54,10 @@ def test_the_head_node_cannot_write_outside_the_job_prefix(cluster: Cluster):
     assert not cluster.roles.allows("RoleHeadNode", "s3:PutObject", s3_arn(bucket, "data/results.csv"))
 
 
-def test_the_head_node_can_read_the_job_bridge_installer(cluster: Cluster):
-    [key] = [k for k in cluster.script_keys if k.endswith("/job_bridge.sh") and not k.startswith("stable/")]
-    assert cluster.roles.allows("RoleHeadNode", "s3:GetObject", s3_arn(cluster.scripts_bucket, key))
+def test_the_head_node_can_read_the_job_bridge_installer_and_users_script(cluster: Cluster):
+    for script in ("job_bridge.sh", "job_users.sh"):
+        [key] = [k for k in cluster.script_keys if k.endswith(f"/{script}") and not k.startswith("stable/")]
+        assert cluster.roles.allows("RoleHeadNode", "s3:GetObject", s3_arn(cluster.scripts_bucket, key)), script
 
 
 def test_every_node_can_read_the_scripts_its_config_runs(cluster: Cluster):
@@ -103,7 +104,7 @@ def test_compute_and_login_nodes_cannot_reach_the_job_prefix(cluster: Cluster):
     head and login nodes): the bucket policy exempts every role of the cluster from the writers' deny, so the
     compute and login roles themselves must grant nothing under the job prefix."""
     bucket = cluster.values["DataBucketName"]
-    job_key = s3_arn(bucket, "jobs/victim/job-aws-run.sh")
+    job_key = s3_arn(bucket, "jobs/onprem-submitter/victim/job-aws-run.sh")
     roles = [cluster.roles.queue_role("hpc-cluster", q["Name"]) for q in cluster.config["Scheduling"]["SlurmQueues"]]
     roles += [cluster.roles.login_role(p["Name"]) for p in (cluster.config.get("LoginNodes") or {}).get("Pools", [])]
     assert roles

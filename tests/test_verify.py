@@ -102,6 +102,15 @@ def session() -> Session:
     return Session(REGION, boto3.Session(region_name=REGION))
 
 
+def submitter_session() -> Session:
+    """The caller as the job bridge's submitter role: its jobs go to <prefix><role name>/."""
+    credentials = boto3.client("sts", region_name=REGION).assume_role(
+        RoleArn=BRIDGE["job_bridge_submitters"][0], RoleSessionName="verify")["Credentials"]
+    return Session(REGION, boto3.Session(region_name=REGION, aws_access_key_id=credentials["AccessKeyId"],
+                                         aws_secret_access_key=credentials["SecretAccessKey"],
+                                         aws_session_token=credentials["SessionToken"]))
+
+
 def with_buckets(cluster: DeployedCluster) -> str:
     bucket = cluster.prereq_outputs["DataBucketName"]
     boto3.client("s3").create_bucket(Bucket=bucket)
@@ -170,7 +179,7 @@ def test_a_healthy_cluster_passes_every_aws_side_check(aws):
     cluster = deployed("gpu-p5", CAPACITY_RESERVATION_ID="cr-0123456789abcdef0", **BRIDGE)
     bucket = with_buckets(cluster)
     head = HeadNode(cluster)
-    results = verify(session(), Options(), runner=head, deployed=cluster,
+    results = verify(submitter_session(), Options(), runner=head, deployed=cluster,
                      sleep=JobBridgeOnTheHeadNode(bucket, cluster.cluster_outputs["JobBridgePrefix"]))
     by_check = {r.check: r for r in results}
     assert by_check["export:/fsx/data"].status == "PASS"
@@ -179,6 +188,7 @@ def test_a_healthy_cluster_passes_every_aws_side_check(aws):
     assert by_check[f"import:/fsx/data/.verify-import-{token}"].status == "PASS"
     assert by_check[f"import:/fsx/containers/.verify-import-{token}"].status == "PASS"
     assert by_check["job-bridge"].status == "PASS" and by_check["job-bridge"].evidence.endswith(": JOB_COMPLETE")
+    assert f"s3://{bucket}/jobs/onprem-submitter/verify-" in by_check["job-bridge"].evidence  # the role's own folder
     assert not [r for r in results if r.status == "FAIL"]
     assert head.plans[1][-1] == "only awaits,removes" and len(head.plans) == 2  # one SSM command for the checks, one to await
     assert sorted(line for line in head.plans[1] if line.startswith("remove ")) == [
@@ -204,10 +214,13 @@ def test_the_job_bridge_is_skipped_when_off_and_fails_when_the_job_fails(aws):
     assert results[-1] == CheckResult("job-bridge", "SKIP", 0, "the job bridge is off (context job_bridge)")
     cluster = deployed("vanilla", **BRIDGE)
     bucket = cluster.prereq_outputs["DataBucketName"]
-    results = verify(session(), Options(), runner=HeadNode(cluster), deployed=cluster,
+    results = verify(submitter_session(), Options(), runner=HeadNode(cluster), deployed=cluster,
                      sleep=JobBridgeOnTheHeadNode(bucket, cluster.cluster_outputs["JobBridgePrefix"], "JOB_FAILED"))
     assert results[-1].check == "job-bridge" and results[-1].status == "FAIL"
     assert results[-1].evidence.endswith(": JOB_FAILED")
+    # An IAM user is no submitter: it has no folder of its own, and verify says so instead of trying.
+    results = verify(session(), Options(), runner=HeadNode(cluster), deployed=cluster, sleep=lambda _: None)
+    assert results[-1].status == "FAIL" and "not an IAM role" in results[-1].evidence
 
 
 # -- SSM Run Command ------------------------------------------------------------------------------------

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # On-premises job submission through S3 (seed 004), head-node side.
 #
-# An on-prem user uploads a job folder to s3://BUCKET/PREFIX<name>/ (with job-aws-run.sh, the Slurm
-# batch script), then the state file job-aws-stat.txt containing FILE_UPLOAD. The upload fires an
-# EventBridge rule that runs `job_bridge.sh submit --key <key>` here through SSM Run Command; a timer
-# runs `job_bridge.sh sweep` every minute for events that were missed. When a job ends, slurmctld runs
-# `job_bridge.sh epilog` (EpilogSlurmctld), which copies the results back; the final state comes from
-# Slurm's own record of the job.
+# An on-prem user uploads a job folder to s3://BUCKET/PREFIX<submitter>/<name>/ (with job-aws-run.sh, the
+# Slurm batch script), then the state file job-aws-stat.txt containing FILE_UPLOAD. <submitter> is the
+# name of the user's IAM role, the only role the bucket lets write there, and the job runs as that
+# submitter's own Linux user (job_users.sh). The upload fires an EventBridge rule that runs
+# `job_bridge.sh submit --key <key>` here through SSM Run Command; a timer runs `job_bridge.sh sweep`
+# every minute for events that were missed. When a job ends, slurmctld runs `job_bridge.sh epilog`
+# (EpilogSlurmctld), which copies the results back; the final state comes from Slurm's own record.
 #
 # States in job-aws-stat.txt (seed 004's names, plus JOB_FAILED), and their order; a state is never
 # overwritten by an earlier one:
@@ -15,22 +16,25 @@
 #   JOB_COMPLETE  Slurm says COMPLETED, results in S3
 #   JOB_FAILED    any other end (FAILED, CANCELLED, TIMEOUT, ...); job-aws-reason.txt says which
 #
-# Threat model (README "Job bridge"): anyone who may write under the prefix can run jobs as JOB_USER,
-# never as root. Root only reads S3 and local state it owns: job folders are downloaded into a
+# Threat model (README "Job bridge"): a submitter can run jobs as its own user, never as root and never
+# as another submitter's user. Root only reads S3 and local state it owns: job folders are downloaded into a
 # root-owned staging directory and handed over by JOB_USER itself; results are read by JOB_USER and
 # streamed to root into a root-only staging directory, uploaded without following symlinks (regular files). A job is matched by the Slurm
 # job id recorded at submission and by its uid, never by its name; each submission is tied to one
 # upload of the state file (its ETag and time, in the job's comment), so a retry never adopts an
-# older job.
+# older job. The state file is written only over the bridge's own last write (If-Match on its ETag): a
+# new upload is never overwritten by the end of an older run, and waits until that run has ended.
 #
 # Usage:
-#   job_bridge.sh install BUCKET PREFIX USER   SSM association on the head node (idempotent)
+#   job_bridge.sh install BUCKET PREFIX SUBMITTERS  SSM association on the head node (idempotent);
+#                                              SUBMITTERS: "NAME:USER:UID ..." (users made by job_users.sh)
 #   job_bridge.sh submit --key KEY             SSM Run Command, on each state-file upload
 #   job_bridge.sh sweep                        the timer: every state file, and every job in flight
 #   job_bridge.sh epilog JOB_NAME JOB_ID UID   EpilogSlurmctld, through /opt/job-bridge/epilog
 #   job_bridge.sh finalize JOB_ID              started by the epilog: waits for Slurm's final state
 # JOB_BRIDGE_CONF (default /etc/job-bridge.conf) and ROOT (install only) exist for tests; the conf may
-# set AWS, SBATCH, SQUEUE, SCONTROL, WORK_ROOT, SPOOL, LOCK, JOB_PATH, FINALIZE_WAIT and COLLECT_TIMEOUT.
+# set AWS, SBATCH, SQUEUE, SCONTROL, HOME_ROOT, SPOOL, LOCK, JOB_PATH, FINALIZE_WAIT, COLLECT_TIMEOUT and
+# SWEEP_BATCH (uploads one sweep takes on, submitters in turn; the rest wait for the next sweep).
 #
 # Slurm's answers are trusted only when Slurm answered: a controller that cannot be reached is "ask again
 # later" (exit status 2 of slurm_state), never the end of a job; an upload whose earlier submission cannot
@@ -54,9 +58,9 @@ log() { echo "job_bridge: $*" >&2; }
 load_conf() {
   # shellcheck disable=SC1090  # written by `install`
   . "$CONF"
-  : "${BUCKET:?missing in $CONF}" "${PREFIX:?missing in $CONF}" "${JOB_USER:?missing in $CONF}"
+  : "${BUCKET:?missing in $CONF}" "${PREFIX:?missing in $CONF}" "${SUBMITTERS:?missing in $CONF}"
   PREFIX="${PREFIX%/}/"
-  WORK_ROOT="${WORK_ROOT:-/home/$JOB_USER/job-aws}"
+  HOME_ROOT="${HOME_ROOT:-/home}"
   SPOOL="${SPOOL:-/var/spool/job-bridge}"
   # In the root-owned spool, not /run/lock: any local user may create (and hold) a file there first.
   LOCK="${LOCK:-$SPOOL/lock}"
@@ -67,14 +71,25 @@ load_conf() {
   SCONTROL="${SCONTROL:-/opt/slurm/bin/scontrol}"
   FINALIZE_WAIT="${FINALIZE_WAIT:-300}"
   COLLECT_TIMEOUT="${COLLECT_TIMEOUT:-1800}"  # seconds for the job user to hand its results over
-  JOB_UID="$(id -u "$JOB_USER")" || { log "user $JOB_USER does not exist"; exit 1; }
-  if [[ "$JOB_UID" == 0 ]]; then
-    log "refusing to run jobs as $JOB_USER (uid 0)"
-    exit 1
-  fi
+  SWEEP_BATCH="${SWEEP_BATCH:-20}"
   mkdir -p "$SPOOL/jobs" "$SPOOL/staging" "$(dirname "$LOCK")"
   chmod 0711 "$SPOOL" "$SPOOL/staging"  # JOB_USER may reach its staging directories, list nothing
   chmod 0700 "$SPOOL/jobs"
+}
+
+use_submitter() {  # use_submitter NAME: JOB_USER, JOB_UID and WORK_ROOT of that submitter; status 1: not one
+  local spec name user uid actual
+  for spec in $SUBMITTERS; do
+    IFS=: read -r name user uid <<< "$spec"
+    [[ "$name" == "$1" ]] || continue
+    if ! actual="$(id -u "$user" 2> /dev/null)" || [[ "$actual" != "$uid" || "$uid" == 0 ]]; then
+      log "submitter $name: user $user should have uid $uid here (has: ${actual:-none}); refusing its jobs"
+      return 1
+    fi
+    JOB_USER="$user" JOB_UID="$uid" WORK_ROOT="$HOME_ROOT/$user/job-aws"
+    return 0
+  done
+  return 1
 }
 
 rank() {  # rank STATE: the order states may follow
@@ -126,12 +141,30 @@ set_state() {  # set_state JOURNAL NAME STATE: writes the state unless it would 
     log "$name: keeping $current (not going back to $state)"
     return 0
   fi
-  if ! put_text "$name" "$STATE_FILE" "$state"; then
-    log "$name: could not write $state"
+  local etag expected
+  expected="$(cat "$journal/etag" 2> /dev/null || true)"
+  printf '%s\n' "$state" > "$journal/body"
+  # Only over the state file this run last saw or wrote: a newer upload (the user's next request) is never
+  # overwritten. S3 answers 412 PreconditionFailed when the ETag no longer matches.
+  if etag="$("$AWS" s3api put-object --bucket "$BUCKET" --key "$PREFIX$name/$STATE_FILE" --body "$journal/body" \
+      ${expected:+--if-match "$expected"} --query ETag --output text 2> "$journal/put.err")"; then
+    printf '%s\n' "$etag" > "$journal/etag"
+  elif grep -q 'PreconditionFailed' "$journal/put.err"; then
+    log "$name: a newer upload of $STATE_FILE is there: $state is not written over it"
+  else
+    log "$name: could not write $state: $(head -c 300 "$journal/put.err")"
     return 1
   fi
   printf '%s\n' "$state" > "$journal/state"
   log "$name: $state"
+}
+
+state_is_ours() {  # state_is_ours JOURNAL NAME: false when the state file was uploaded again since the bridge's last
+  local expected current  # write (a new request); true when S3 cannot be asked (the conditional write still guards)
+  expected="$(cat "$1/etag" 2> /dev/null)" || return 0
+  current="$("$AWS" s3api head-object --bucket "$BUCKET" --key "$PREFIX$2/$STATE_FILE" --query ETag --output text \
+    2> /dev/null)" || return 0
+  [[ "$current" == "$expected" ]]
 }
 
 record_error() {  # record_error JOURNAL NAME MESSAGE
@@ -150,7 +183,7 @@ record_submitted() {  # record_submitted JOURNAL NAME JOBID
 }
 
 job_with_comment() {  # job_with_comment TOKEN: the job the bridge submitted for this upload, if any: that comment,
-  local listing     # run by JOB_USER (anyone may give a job any comment); status 2: Slurm cannot be asked
+  local listing     # run by the submitter's user (anyone may give a job any comment); status 2: Slurm cannot be asked
   listing="$("$SQUEUE" -h --states=all -o '%i|%U|%k' 2> /dev/null)" || return 2
   awk -F'|' -v c="jb:$1" -v uid="$JOB_UID" '$2 == uid && $3 == c {print $1; exit}' <<< "$listing"
 }
@@ -205,88 +238,140 @@ hand_over() {  # hand_over STAGING WORKDIR: JOB_USER copies the files into its o
   as_job_user mkdir -p -- "$2" && as_job_user cp -R --no-preserve=ownership -- "$1/." "$2/"
 }
 
-submit_upload() {  # submit_upload NAME KEY TOKEN JOURNAL: one FILE_UPLOAD, under the job lock
-  local name="$1" token="$3" journal="$4" staging workdir jobid err
-  workdir="$WORK_ROOT/$name"
+submit_upload() {  # submit_upload FOLDER KEY TOKEN JOURNAL ETAG: one FILE_UPLOAD, under the job lock
+  local folder="$1" token="$3" journal="$4" etag="$5" submitter name known=0 staging workdir jobid err
+  submitter="${folder%%/*}"
+  name="${folder#*/}"
+  [[ "$folder" == */* ]] || name=""
+  if [[ -n "$name" ]] && use_submitter "$submitter"; then
+    known=1
+  fi
   if [[ -f "$journal/token" && "$(cat "$journal/token")" == "$token" ]]; then
     [[ "$(cat "$journal/state" 2> /dev/null)" == FILE_UPLOAD ]] || return 0  # handled
     # An earlier run took this upload and stopped before recording its outcome.
-    if ! jobid="$(job_with_comment "$token")"; then
-      log "$name: Slurm cannot be asked whether an earlier run submitted this upload (the sweep retries)"
+    if (( known )); then
+      if ! jobid="$(job_with_comment "$token")"; then
+        log "$folder: Slurm cannot be asked whether an earlier run submitted this upload (the sweep retries)"
+        return 75
+      fi
+      if [[ -n "$jobid" ]]; then
+        record_submitted "$journal" "$folder" "$jobid"
+        return
+      fi
+    fi
+    log "$folder: an earlier run of this upload did not submit it: submitting now"
+  elif (( known )) && [[ -f "$journal/jobid" && "$(cat "$journal/state" 2> /dev/null)" == JOB_SUBMIT ]]; then
+    # A new upload of a folder whose previous job has not been settled: it runs after that job, never beside it
+    # in the same work folder, and the previous job's end is never written over it.
+    local previous info status=0
+    previous="$(cat "$journal/jobid")"
+    info="$(slurm_state "$previous")" || status=$?
+    if (( status == 2 )) || { (( status == 0 )) && [[ "$FINAL_SLURM_STATES" != *" ${info%%|*} "* ]]; }; then
+      log "$folder: job $previous of this folder has not ended: the new upload waits for it (the sweep retries)"
       return 75
     fi
-    if [[ -n "$jobid" ]]; then
-      record_submitted "$journal" "$name" "$jobid"
-      return
+    if (( status == 1 )); then
+      info="UNKNOWN|Slurm no longer knows the job"
     fi
-    log "$name: an earlier run of this upload did not submit it: submitting now"
+    finish "$journal" "$previous" "${info%%|*}" "reason: ${info#*|}"
   fi
   rm -f "$journal/jobid" "$journal/error" "$journal/results"
   printf 'FILE_UPLOAD\n' > "$journal/state"
   printf '%s\n' "$token" > "$journal/token"
-  printf '%s\n' "$name" > "$journal/name"
+  printf '%s\n' "$folder" > "$journal/name"
+  printf '%s\n' "$etag" > "$journal/etag"
 
+  if [[ -z "$name" ]]; then
+    record_error "$journal" "$folder" "job folders go below your submitter's folder: upload to $PREFIX<your IAM role's name>/<job name>/"
+    return
+  fi
   if [[ ! "$name" =~ $NAME_PATTERN ]]; then
-    record_error "$journal" "$name" "job folder name '$name' is not allowed: use one level of letters, digits, '.', '_', '-'"
+    record_error "$journal" "$folder" "job folder name '$name' is not allowed: use one level of letters, digits, '.', '_', '-'"
     return
   fi
+  if (( ! known )); then
+    record_error "$journal" "$folder" "'$submitter' is not a submitter of this cluster (context job_bridge_submitters): upload to $PREFIX<your IAM role's name>/<job name>/"
+    return
+  fi
+  workdir="$WORK_ROOT/$name"
   if path_has_symlink "$workdir"; then
-    record_error "$journal" "$name" "the work folder $workdir (or a folder above it) is a symbolic link: refusing to use it"
+    record_error "$journal" "$folder" "the work folder $workdir (or a folder above it) is a symbolic link: refusing to use it"
     return
   fi
-  if ! staging="$(mktemp -d "$SPOOL/staging/in.XXXXXX")" || ! chmod 0755 "$staging"; then
-    record_error "$journal" "$name" "could not create a staging folder on the head node (disk full?)"
+  # Root's, readable by the submitter's user (its group) only: other local users read no staged input.
+  if ! staging="$(mktemp -d "$SPOOL/staging/in.XXXXXX")" || ! chown "0:$(id -g "$JOB_USER")" "$staging" \
+      || ! chmod 0750 "$staging"; then
+    record_error "$journal" "$folder" "could not create a staging folder on the head node (disk full?)"
     return
   fi
-  if ! err="$(stage_download "$name" "$staging" 2>&1)"; then
+  if ! err="$(stage_download "$folder" "$staging" 2>&1)"; then
     rm -rf "$staging"
-    record_error "$journal" "$name" "could not download the job folder (nothing was submitted): ${err:0:500}"
+    record_error "$journal" "$folder" "could not download the job folder (nothing was submitted): ${err:0:500}"
     return
   fi
   if [[ ! -f "$staging/$JOB_SCRIPT" ]]; then
     rm -rf "$staging"
-    record_error "$journal" "$name" "no $JOB_SCRIPT in the job folder: upload your Slurm batch script under that name"
+    record_error "$journal" "$folder" "no $JOB_SCRIPT in the job folder: upload your Slurm batch script under that name"
     return
   fi
   if ! err="$(hand_over "$staging" "$workdir" 2>&1)"; then
     rm -rf "$staging"
-    record_error "$journal" "$name" "could not copy the job folder into $workdir as $JOB_USER: ${err:0:500}"
+    record_error "$journal" "$folder" "could not copy the job folder into $workdir as $JOB_USER: ${err:0:500}"
     return
   fi
   rm -rf "$staging"
   local environment
   mapfile -t environment < <(job_environment)
   if jobid="$(cd "$workdir" && as_job_user env -i "${environment[@]}" "$SBATCH" --parsable --export=ALL \
-      --job-name="jb-$name" --comment="jb:$token" --chdir="$workdir" "$JOB_SCRIPT" 2> "$journal/sbatch.err")"; then
-    record_submitted "$journal" "$name" "${jobid%%;*}"
+      --job-name="jb-$folder" --comment="jb:$token" --chdir="$workdir" "$JOB_SCRIPT" 2> "$journal/sbatch.err")"; then
+    record_submitted "$journal" "$folder" "${jobid%%;*}"
+    # A job quicker than its submission: its epilog found no job id recorded yet, so settle it here.
+    settle_if_ended "$journal"
   else
-    record_error "$journal" "$name" "sbatch failed: $(cat "$journal/sbatch.err")"
+    record_error "$journal" "$folder" "sbatch failed: $(cat "$journal/sbatch.err")"
   fi
 }
 
+settle_if_ended() {  # settle_if_ended JOURNAL: its job, if Slurm says it ended (the caller holds the job lock)
+  local jobid info status=0
+  [[ -f "$1/jobid" && "$(cat "$1/state" 2> /dev/null)" == JOB_SUBMIT ]] || return 0
+  jobid="$(cat "$1/jobid")"
+  info="$(slurm_state "$jobid")" || status=$?
+  if (( status == 0 )) && [[ "$FINAL_SLURM_STATES" == *" ${info%%|*} "* ]]; then
+    finish "$1" "$jobid" "${info%%|*}" "reason: ${info#*|}"
+  fi
+}
+
+is_new() {  # is_new KEY ETAG LAST_MODIFIED: true unless this upload of the state file was settled already
+  local folder="${1#"$PREFIX"}" journal
+  folder="${folder%"/$STATE_FILE"}"
+  journal="$(journal_of "$folder")"
+  [[ ! -f "$journal/seen" || "$(cat "$journal/seen")" != "$(token_of "$1" "$2" "$3")" ]]
+}
+
 handle_key() {  # handle_key KEY ETAG LAST_MODIFIED: a state-file object as listed or as in an event
-  local key="$1" name token journal state
+  local key="$1" folder token journal state
   [[ "$key" == "$PREFIX"*"/$STATE_FILE" ]] || return 0
-  name="${key#"$PREFIX"}"
-  name="${name%"/$STATE_FILE"}"
+  folder="${key#"$PREFIX"}"
+  folder="${folder%"/$STATE_FILE"}"
   token="$(token_of "$key" "$2" "$3")"
-  journal="$(journal_of "$name")"
+  journal="$(journal_of "$folder")"
   [[ -f "$journal/seen" && "$(cat "$journal/seen")" == "$token" ]] && return 0  # nothing new
   lock_job "$journal"
   if ! state="$("$AWS" s3 cp "s3://$BUCKET/$key" - 2> /dev/null | head -n 1 | tr -d '\r')"; then
-    log "$name: could not read $STATE_FILE (retried by the next sweep)"
+    log "$folder: could not read $STATE_FILE (retried by the next sweep)"
     return 0
   fi
   if [[ "$state" == FILE_UPLOAD ]]; then
     local status=0
-    submit_upload "$name" "$key" "$token" "$journal" || status=$?
+    submit_upload "$folder" "$key" "$token" "$journal" "$2" || status=$?
     (( status != 75 )) || return 0  # not settled: not seen, so the next sweep takes it again
   fi
   printf '%s\n' "$token" > "$journal/seen"
 }
 
-collect_results() {  # collect_results JOURNAL NAME: regular files of the work folder, read by JOB_USER, to S3
-  local journal="$1" name="$2" workdir="$WORK_ROOT/$2" out attempt options
+collect_results() {  # collect_results JOURNAL FOLDER: regular files of the work folder, read by JOB_USER, to S3
+  local journal="$1" name="$2" workdir="$WORK_ROOT/${2#*/}" out attempt options
   mapfile -t options < <(excludes)
   if path_has_symlink "$workdir" || [[ ! -d "$workdir" ]]; then
     printf 'no work folder to read\n' > "$journal/results"
@@ -317,6 +402,12 @@ collect_results() {  # collect_results JOURNAL NAME: regular files of the work f
     return 1
   fi
   [[ -z "$copy_errors" ]] || log "$name: some result files could not be read: ${copy_errors:0:300}"
+  if ! state_is_ours "$journal" "$name"; then  # the user's new upload: its files are not overwritten with old ones
+    rm -rf "$out"
+    printf 'a new upload of the folder arrived before the job ended: its results were not uploaded; they stay in %s\n' \
+      "$workdir" > "$journal/results"
+    return 1
+  fi
   for attempt in 1 2 3; do
     # Results first, state last: JOB_COMPLETE is never visible before the results are.
     if "$AWS" s3 sync "$out" "$(s3_url "$name/")" "${options[@]}" --no-follow-symlinks --only-show-errors; then
@@ -336,6 +427,11 @@ finish() {  # finish JOURNAL JOBID SLURM_STATE REASON: final state, results firs
   [[ "$(cat "$journal/jobid" 2> /dev/null)" == "$2" ]] || return 0  # a newer upload took the folder over
   [[ "$(rank "$(cat "$journal/state" 2> /dev/null || echo FILE_UPLOAD)")" == 2 ]] && return 0
   name="$(cat "$journal/name")"
+  if ! state_is_ours "$journal" "$name"; then  # a new request of the folder: this run ends without writing over it
+    log "$name: job $2 ended ($slurm_state) after a new upload of the folder: not written over it"
+    if [[ "$slurm_state" == COMPLETED ]]; then echo JOB_COMPLETE; else echo JOB_FAILED; fi > "$journal/state"
+    return 0
+  fi
   [[ -f "$journal/results" ]] || collect_results "$journal" "$name" || true  # no epilog ran (e.g. cancelled pending)
   if [[ "$slurm_state" == COMPLETED && "$(cat "$journal/results")" == uploaded ]]; then
     set_state "$journal" "$name" JOB_COMPLETE
@@ -348,8 +444,11 @@ finish() {  # finish JOURNAL JOBID SLURM_STATE REASON: final state, results firs
   set_state "$journal" "$name" JOB_FAILED
 }
 
-settle() {  # settle JOURNAL JOBID SLURM_STATE REASON: finish under the job lock
+settle() {  # settle JOURNAL JOBID SLURM_STATE REASON: finish under the job lock, as the job's submitter
   lock_job "$1"
+  local folder
+  folder="$(cat "$1/name")"
+  use_submitter "${folder%%/*}" || return 0
   finish "$@"
 }
 
@@ -399,15 +498,14 @@ reconcile() {  # every job in flight whose end no epilog reported: settle it fro
 cmd_submit() {  # cmd_submit --key KEY
   [[ "${1:-}" == --key && -n "${2:-}" ]] || { log "usage: $0 submit --key KEY"; exit 2; }
   load_conf
-  exec 9> "$LOCK"
-  flock 9  # events can arrive together: one submitter at a time
+  # Only this upload's folder is locked (lock_job): an event never waits for the sweep or for other folders,
+  # and its work is bounded by its one upload. Everything else is the sweep's.
   local meta
   if meta="$("$AWS" s3api head-object --bucket "$BUCKET" --key "$2" --query '[ETag,LastModified]' --output text)"; then
     isolated handle_key "$2" "${meta%%$'\t'*}" "${meta#*$'\t'}"
   else
     log "could not read $2 (the sweep retries)"
   fi
-  reconcile
 }
 
 cmd_sweep() {
@@ -421,14 +519,33 @@ cmd_sweep() {
     log "could not list s3://$BUCKET/$PREFIX"
     exit 1
   fi
+  local -a new=()
   while IFS= read -r line; do
     [[ -n "$line" && "$line" != None ]] || continue
     etag="${line%%$'\t'*}"
     line="${line#*$'\t'}"
     modified="${line%%$'\t'*}"
     key="${line#*$'\t'}"
-    isolated handle_key "$key" "$etag" "$modified"
+    if is_new "$key" "$etag" "$modified"; then
+      new+=("$etag"$'\t'"$modified"$'\t'"$key")
+    fi
   done <<< "$listing"
+  # Submitters take turns: the first new upload of each, then the second of each, ...; at most SWEEP_BATCH per
+  # sweep, so one submitter's backlog neither delays the others nor makes a sweep unbounded.
+  local -a batch=()
+  if (( ${#new[@]} )); then
+    mapfile -t batch < <(printf '%s\n' "${new[@]}" | awk -F'\t' -v prefix="$PREFIX" '{
+        who = substr($3, length(prefix) + 1); sub(/\/.*/, "", who); turn[who]++; printf "%d\t%s\n", turn[who], $0 }' \
+      | sort -s -t$'\t' -k1,1n | cut -f2- | head -n "$SWEEP_BATCH")
+  fi
+  (( ${#new[@]} <= SWEEP_BATCH )) || log "$(( ${#new[@]} - SWEEP_BATCH )) more uploads wait for the next sweep"
+  for line in "${batch[@]}"; do
+    etag="${line%%$'\t'*}"
+    line="${line#*$'\t'}"
+    modified="${line%%$'\t'*}"
+    key="${line#*$'\t'}"
+    isolated handle_key "$key" "$etag" "$modified"
+  done
   reconcile
   clean_staging
 }
@@ -441,11 +558,11 @@ clean_staging() {  # staged copies older than an hour: what a killed submitter o
 cmd_epilog() {  # cmd_epilog JOB_NAME JOB_ID JOB_UID (passed by the epilog wrapper)
   load_conf
   local name="${1:-}" job_id="${2:-}" uid="${3:-}" journal
-  [[ "$name" == jb-* ]] || exit 0  # not a bridged job
+  [[ "$name" == jb-*/* ]] || exit 0  # not a bridged job
   name="${name#jb-}"
-  [[ "$name" =~ $NAME_PATTERN ]] || exit 0
+  [[ "${name#*/}" =~ $NAME_PATTERN ]] && use_submitter "${name%%/*}" || exit 0
   journal="$(journal_of "$name")"
-  # Only the job the bridge submitted for this folder, run by JOB_USER: a job of any user named
+  # Only the job the bridge submitted for this folder, run by its submitter's user: a job of any user named
   # jb-<folder> is not it.
   if [[ "$(cat "$journal/jobid" 2> /dev/null)" != "$job_id" || "$uid" != "$JOB_UID" ]]; then
     log "job $job_id (uid $uid) is not the bridged job of $name: ignored"
@@ -479,21 +596,31 @@ cmd_finalize() {  # cmd_finalize JOB_ID
 }
 
 cmd_install() {
-  local bucket="$1" prefix="$2" user="$3" root="${ROOT:-}" dir conf uid
-  if [[ "$user" == root ]] || { uid="$(id -u "$user" 2> /dev/null)" && [[ "$uid" == 0 ]]; }; then
-    log "refusing job user $user: jobs must not run as root"
-    exit 2
-  fi
-  if [[ -z "$root" ]] && ! id -u "$user" > /dev/null 2>&1; then
-    log "job user $user does not exist on this node"
-    exit 2
-  fi
+  local bucket="$1" prefix="$2" submitters="$3" root="${ROOT:-}" dir conf spec name user uid actual
+  [[ -n "$submitters" ]] || { log "no submitters"; exit 2; }
+  for spec in $submitters; do  # made by job_users.sh (run first by the installing SSM document)
+    IFS=: read -r name user uid <<< "$spec"
+    actual=""
+    if [[ "$user" == root || "$uid" == 0 || "$spec" == root ]] \
+        || { actual="$(id -u "$user" 2> /dev/null)" && [[ "$actual" == 0 ]]; }; then
+      log "refusing job user ${user:-$spec}: jobs must not run as root"
+      exit 2
+    fi
+    if [[ ! "$spec" =~ ^[A-Za-z0-9+=,.@_-]{1,64}:jb-[a-z0-9_-]{1,29}:[0-9]{4,9}$ ]]; then
+      log "not a submitter NAME:jb-USER:UID: '$spec'"
+      exit 2
+    fi
+    if [[ -z "$root" && "$actual" != "$uid" ]]; then
+      log "job user $user of submitter $name does not exist with uid $uid on this node (job_users.sh makes it)"
+      exit 2
+    fi
+  done
   dir="$root/opt/job-bridge"
   conf="$root/etc/job-bridge.conf"
   mkdir -p "$dir" "$root/etc"
   install -m 0755 "$0" "$dir/job_bridge.sh.new" && mv "$dir/job_bridge.sh.new" "$dir/job_bridge.sh"
   {
-    printf 'BUCKET=%q\nPREFIX=%q\nJOB_USER=%q\n' "$bucket" "$prefix" "$user"
+    printf 'BUCKET=%q\nPREFIX=%q\nSUBMITTERS=%q\n' "$bucket" "$prefix" "$submitters"
     # Run Command, slurmctld and systemd start us with a minimal PATH (expanded when the conf is read).
     # shellcheck disable=SC2016
     printf 'export PATH=/usr/local/bin:/usr/bin:/bin:/opt/slurm/bin:${PATH:-}\n'
@@ -527,7 +654,7 @@ EPILOG
     systemctl daemon-reload
     systemctl enable --now job-bridge-sweep.timer
   fi
-  log "installed in $dir (bucket $bucket, prefix $prefix, jobs run as $user)"
+  log "installed in $dir (bucket $bucket, prefix $prefix, submitters $submitters)"
 }
 
 case "${1:-}" in
@@ -536,8 +663,8 @@ case "${1:-}" in
   epilog) shift; cmd_epilog "$@" ;;
   finalize) shift; cmd_finalize "$@" ;;
   install)
-    [[ $# -eq 4 ]] || { log "usage: $0 install BUCKET PREFIX USER"; exit 2; }
+    [[ $# -eq 4 ]] || { log "usage: $0 install BUCKET PREFIX 'NAME:USER:UID ...'"; exit 2; }
     cmd_install "$2" "$3" "$4"
     ;;
-  *) log "usage: $0 install BUCKET PREFIX USER | submit --key KEY | sweep | epilog NAME ID UID | finalize ID"; exit 2 ;;
+  *) log "usage: $0 install BUCKET PREFIX SUBMITTERS | submit --key KEY | sweep | epilog NAME ID UID | finalize ID"; exit 2 ;;
 esac
