@@ -1,6 +1,7 @@
 """Adds the job bridge (seed 004) to a cluster config: the head node may write and list the job
 prefix and use SSM, slurmctld runs the bridge's epilog, and every queue's nodes create the submitters'
-job users (``job_users.sh``) before they run jobs. Applied to the YAML data before rendering, so the
+job users (``job_users.sh``, first in OnNodeStart: ParallelCluster's documentation names that event for
+creating users, it runs before the scheduler is configured) before they run jobs. Applied to the YAML data before rendering, so the
 rendered snapshot and every check see exactly what is deployed.
 
 The bridge is installed on the head node by an SSM association (hpc_constructs/job_bridge.py), which
@@ -31,22 +32,46 @@ def default_user(config: dict[str, Any]) -> str:
     return next((user for prefix, user in OS_USERS if os_name.startswith(prefix)), "ec2-user")
 
 
+UNINSTALL_STEP = {"Script": "${NodeAction:job_bridge.sh}", "Args": ["uninstall"]}
+
+
+def without_job_bridge(document: ConfigDocument) -> ConfigDocument:
+    """A cluster without the bridge: its head node's OnNodeUpdated (run live on every update) removes what an earlier
+    install put there (sweep timer, sudoers rule, epilog wrapper), so turning the bridge off leaves nothing behind.
+    Idempotent and a no-op where the bridge never ran; the app cannot know offline whether it ever did."""
+    data = copy.deepcopy(document.data)
+    head = data.setdefault("HeadNode", {})
+    actions = head.setdefault("CustomActions", {})
+    current = actions.get("OnNodeUpdated") or {}
+    steps = current.get("Sequence") or ([{k: current[k] for k in ("Script", "Args") if k in current}]
+                                        if "Script" in current else [])
+    if UNINSTALL_STEP not in steps:
+        actions["OnNodeUpdated"] = {"Sequence": [*steps, copy.deepcopy(UNINSTALL_STEP)]}
+    _readable_scripts(head)
+    return ConfigDocument(source=document.source, data=data, lines=document.lines)
+
+
+def _readable_scripts(section: dict[str, Any]) -> None:
+    """The section's nodes may read the node-action scripts (unless the config grants it already)."""
+    iam = section.setdefault("Iam", {})
+    readable = [a.get("BucketName") for a in iam.get("S3Access") or []]
+    readable += [p.get("Policy") for p in iam.get("AdditionalIamPolicies") or []]
+    if "${ScriptsBucket}" not in readable and "${NodeActionsReadPolicy}" not in readable:
+        iam.setdefault("S3Access", []).append({"BucketName": "${ScriptsBucket}"})
+
+
 def users_step(submitters: tuple[Submitter, ...]) -> dict[str, Any]:
     return {"Script": f"${{NodeAction:{USERS_SCRIPT}}}", "Args": [s.spec for s in submitters]}
 
 
 def _add_users_step(queue: dict[str, Any], step: dict[str, Any]) -> None:
-    """First in the queue's OnNodeConfigured: the users exist before anything else on the node runs."""
+    """First in the queue's OnNodeStart: the users exist before slurmd and anything else on the node runs."""
     actions = queue.setdefault("CustomActions", {})
-    current = actions.get("OnNodeConfigured") or {}
+    current = actions.get("OnNodeStart") or {}
     steps = current.get("Sequence") or ([{k: current[k] for k in ("Script", "Args") if k in current}]
                                         if "Script" in current else [])
-    actions["OnNodeConfigured"] = {"Sequence": [step, *steps]}
-    iam = queue.setdefault("Iam", {})
-    readable = [a.get("BucketName") for a in iam.get("S3Access") or []]
-    readable += [p.get("Policy") for p in iam.get("AdditionalIamPolicies") or []]
-    if "${ScriptsBucket}" not in readable and "${NodeActionsReadPolicy}" not in readable:
-        iam.setdefault("S3Access", []).append({"BucketName": "${ScriptsBucket}"})
+    actions["OnNodeStart"] = {"Sequence": [step, *steps]}
+    _readable_scripts(queue)
 
 
 def with_job_bridge(document: ConfigDocument, prefix: str, submitters: tuple[Submitter, ...] = ()) -> ConfigDocument:

@@ -13,7 +13,7 @@ from typing import Any, Callable
 import cluster_config
 from cluster_config.accounting import with_accounting
 from cluster_config.document import ConfigDocument
-from cluster_config.job_bridge import with_job_bridge
+from cluster_config.job_bridge import with_job_bridge, without_job_bridge
 from cluster_config.node_actions import with_node_updates
 from cluster_config.validation import Validation
 from settings.cluster import ClusterSettings
@@ -42,6 +42,8 @@ def plan(lookup: Callable[[str], Any]) -> Plan:
         document = with_job_bridge(document, cluster_settings.job_bridge_prefix,
                                    cluster_settings.job_bridge_submitters)
     document = with_node_updates(document)
+    if not cluster_settings.job_bridge:
+        document = without_job_bridge(document)
     region = prereq_settings.network.region
     key_pair_name = prereq_settings.key_pair_name or created_key_pair_name("PrereqStack")
     dummies = cluster_config.dummy_values(region, prereq_settings.network.vpc_cidr, key_pair_name, lookup,

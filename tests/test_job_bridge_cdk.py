@@ -161,16 +161,27 @@ def test_installed_by_an_ssm_association_not_a_node_action(bridged: Synthesized)
 
 
 def test_every_queue_creates_the_job_users_first_and_login_pools_do_not(bridged: Synthesized):
-    """Jobs run on compute nodes as the submitters' users: every queue creates them before anything else (a queue's
-    custom actions update with its QueueUpdateStrategy). A login pool's OnNodeConfigured cannot change on update,
+    """Jobs run on compute nodes as the submitters' users: every queue creates them before anything else, in
+    OnNodeStart, before the scheduler is configured (a queue's custom actions update with its QueueUpdateStrategy). A login pool's OnNodeConfigured cannot change on update,
     and jobs do not run there."""
     config = cluster_config(bridged)
     for queue in config["Scheduling"]["SlurmQueues"]:
-        [first, *_] = queue["CustomActions"]["OnNodeConfigured"]["Sequence"]
+        [first, *_] = queue["CustomActions"]["OnNodeStart"]["Sequence"]
         assert "/job_users.sh" in json.dumps(first["Script"]) and re.fullmatch(
             r"onprem-submitter:jb-onprem-submitter:4\d{4}", first["Args"][0])
     assert "job_users" not in json.dumps(config.get("LoginNodes", {}))
     assert "job_users" not in json.dumps(config["HeadNode"].get("CustomActions", {}))
+
+
+def test_without_the_bridge_the_head_node_uninstalls_it_on_every_update(default_app: Synthesized,
+                                                                         bridged: Synthesized):
+    """What an earlier deploy with the bridge installed (sweep timer, sudoers rule, epilog wrapper) is removed by the
+    update that turns it off: OnNodeUpdated runs live on the head node (tests/test_update_preview.py)."""
+    off = cluster_config(default_app)["HeadNode"]["CustomActions"]["OnNodeUpdated"]["Sequence"]
+    [uninstall] = [step for step in off if "job_bridge.sh" in json.dumps(step.get("Script"))]
+    assert uninstall["Args"] == ["uninstall"]
+    on = cluster_config(bridged)["HeadNode"]["CustomActions"]["OnNodeUpdated"]["Sequence"]
+    assert not [step for step in on if step.get("Args") == ["uninstall"]]
 
 
 def test_prefix_from_context():

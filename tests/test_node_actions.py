@@ -188,6 +188,25 @@ def test_job_bridge_install_is_idempotent_and_its_epilog_ignores_other_jobs(tmp_
     assert other.returncode == 0 and other.stderr == ""
 
 
+def test_job_bridge_uninstall_removes_everything_install_put_in_place(tmp_path: Path):
+    """Turning the bridge off runs `uninstall` on the head node (OnNodeUpdated): no sweep timer left failing every
+    minute, no sudoers rule, no epilog wrapper. Idempotent, and a no-op where the bridge never ran."""
+    env = {**os.environ, "ROOT": str(tmp_path)}
+    script = str(NODE_ACTIONS_DIR / "job_bridge.sh")
+    never = subprocess.run(["bash", script, "uninstall"], env=env, capture_output=True, text=True)
+    assert never.returncode == 0 and "nothing to remove" in never.stderr
+    assert list(tmp_path.iterdir()) == []
+    installed = subprocess.run(["bash", script, "install", "b", "jobs/", "alice:jb-alice:41234"], env=env,
+                               capture_output=True, text=True)
+    assert installed.returncode == 0, installed.stderr
+    put = {p.relative_to(tmp_path) for p in tmp_path.rglob("*") if not p.is_dir()}
+    assert Path("etc/sudoers.d/job-bridge") in put and Path("etc/systemd/system/job-bridge-sweep.timer") in put
+    for _ in range(2):
+        removed = subprocess.run(["bash", script, "uninstall"], env=env, capture_output=True, text=True)
+        assert removed.returncode == 0, removed.stderr
+    assert [p for p in tmp_path.rglob("*") if not p.is_dir()] == []  # every file install wrote is gone
+
+
 def test_job_bridge_usage_errors():
     result = subprocess.run(["bash", str(NODE_ACTIONS_DIR / "job_bridge.sh"), "install", "only-bucket"],
                             capture_output=True, text=True)

@@ -142,3 +142,6 @@ def test_turning_the_job_bridge_on_and_off_is_an_in_place_update(base: dict):
     for before, after in ((base, bridged), (bridged, base)):
         result = preview(before, after)
         assert result.changes and not result.has_errors, to_terminal(result)
+    # Off again: the head node's uninstall step arrives through OnNodeUpdated, applied live.
+    off = [c for c in preview(bridged, base).changes if c.path.startswith("HeadNode.CustomActions.OnNodeUpdated")]
+    assert off and all(c.policy == "SUPPORTED" and c.category == "applied live" for c in off), off

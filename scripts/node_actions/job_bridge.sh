@@ -32,6 +32,7 @@
 #   job_bridge.sh sweep                        the timer: every state file, and every job in flight
 #   job_bridge.sh epilog JOB_NAME JOB_ID UID   EpilogSlurmctld, through /opt/job-bridge/epilog
 #   job_bridge.sh finalize JOB_ID              started by the epilog: waits for Slurm's final state
+#   job_bridge.sh uninstall                    the head node's OnNodeUpdated while the bridge is off (idempotent)
 # JOB_BRIDGE_CONF (default /etc/job-bridge.conf) and ROOT (install only) exist for tests; the conf may
 # set AWS, SBATCH, SQUEUE, SCONTROL, HOME_ROOT, SPOOL, LOCK, JOB_PATH, FINALIZE_WAIT, COLLECT_TIMEOUT and
 # SWEEP_BATCH (uploads one sweep takes on, submitters in turn; the rest wait for the next sweep).
@@ -657,14 +658,38 @@ EPILOG
   log "installed in $dir (bucket $bucket, prefix $prefix, submitters $submitters)"
 }
 
+cmd_uninstall() {  # what cmd_install put in place; the spool (which uploads were settled) and the job users stay
+  local root="${ROOT:-}" removed=()
+  if [[ -z "$root" && -e /etc/systemd/system/job-bridge-sweep.timer ]]; then
+    systemctl disable --now job-bridge-sweep.timer || true
+  fi
+  local path
+  for path in /etc/systemd/system/job-bridge-sweep.timer /etc/systemd/system/job-bridge-sweep.service \
+      /etc/sudoers.d/job-bridge /etc/job-bridge.conf /opt/job-bridge; do
+    if [[ -e "$root$path" || -L "$root$path" ]]; then
+      rm -rf -- "$root$path"
+      removed+=("$path")
+    fi
+  done
+  if [[ -z "$root" && ${#removed[@]} -gt 0 ]]; then
+    systemctl daemon-reload || true
+  fi
+  if (( ${#removed[@]} )); then
+    log "uninstalled: ${removed[*]}"
+  else
+    log "not installed: nothing to remove"
+  fi
+}
+
 case "${1:-}" in
   submit) shift; cmd_submit "$@" ;;
   sweep) cmd_sweep ;;
   epilog) shift; cmd_epilog "$@" ;;
   finalize) shift; cmd_finalize "$@" ;;
+  uninstall) cmd_uninstall ;;
   install)
     [[ $# -eq 4 ]] || { log "usage: $0 install BUCKET PREFIX 'NAME:USER:UID ...'"; exit 2; }
     cmd_install "$2" "$3" "$4"
     ;;
-  *) log "usage: $0 install BUCKET PREFIX SUBMITTERS | submit --key KEY | sweep | epilog NAME ID UID | finalize ID"; exit 2 ;;
+  *) log "usage: $0 install BUCKET PREFIX SUBMITTERS | uninstall | submit --key KEY | sweep | epilog NAME ID UID | finalize ID"; exit 2 ;;
 esac

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The job bridge's users on a cluster node (head node: its installer; compute nodes: every queue's
-# OnNodeConfigured): one unprivileged Linux user per submitter, with the same uid on every node, no
+# The job bridge's users on a cluster node (head node: its installer; compute nodes: first in every
+# queue's OnNodeStart, before the scheduler is configured; /home may not be mounted yet there): one unprivileged Linux user per submitter, with the same uid on every node, no
 # password, no sudo, home folder 0700 on the shared /home. Idempotent.
 #
 #   job_users.sh NAME:USER:UID ...    (job_bridge/submitters.py makes these; the uid comes from the name)
