@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from lifecycle.templates import references
+from lifecycle.templates import exports_in_use, references
 
 # Deleted first: ClusterStack depends on PrereqStack, so the CLI destroys it first.
 DESTROY_ORDER = ("ClusterStack", "PrereqStack")
@@ -103,6 +103,19 @@ def simulate(templates: dict[str, dict[str, Any] | None],
             items.append(Item(stack, logical, resource["Type"], outcome, reason,
                               (physical_ids or {}).get(stack, {}).get(logical)))
     return Outcome(items, _outside(templates))
+
+
+def refused_stack_deletions(templates: dict[str, dict[str, Any] | None], destroyed: tuple[str, ...]) -> list[str]:
+    """Why CloudFormation refuses to delete each of ``destroyed`` (e.g. ``cdk destroy --exclusively PrereqStack``, or
+    a delete from the console): an export a stack that stays imports (deletion_rules.yaml, exports_in_use)."""
+    staying = {name: t for name, t in templates.items() if name not in destroyed}
+    refused = []
+    for (stack, export), importers in sorted(exports_in_use(templates).items()):
+        kept_importers = sorted(importers & set(staying))
+        if stack in destroyed and kept_importers:
+            refused.append(f"{stack}: {rules()['exports_in_use']['because']} ({export}, imported by "
+                           f"{', '.join(kept_importers)})")
+    return refused
 
 
 def plan(templates: dict[str, dict[str, Any] | None],

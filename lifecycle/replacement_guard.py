@@ -5,6 +5,10 @@ schemas that cfn-lint ships), or when such a property points at a resource that 
 moving a subnet to another zone replaces the subnet, and with it every file system in that subnet.
 Stateful resources (file systems, exporting DRAs, buckets, the key pair) may only be replaced or
 deleted when the change is acknowledged in cdk.json (``acknowledged_replacements``).
+
+A resource behind an export another stack imports (ClusterStack's PrereqExportsInUse) cannot be replaced
+or deleted at all while that stack exists: CloudFormation refuses to change the export
+(lifecycle/deletion_rules.yaml, exports_in_use). No acknowledgement helps; the report says what does.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from lifecycle.templates import references, stack_outputs
+from lifecycle.templates import exports, exports_in_use, references, stack_outputs
 
 STATEFUL_TYPES = ("AWS::FSx::FileSystem", "AWS::S3::Bucket", "AWS::EC2::KeyPair")
 # Create-only per the FSx user guide, though the legacy FSx schema does not list them.
@@ -31,6 +35,7 @@ class Replacement:
     type: str
     reason: str
     stateful: bool
+    refused: str = ""  # why CloudFormation refuses it outright (an export another stack imports)
 
     @property
     def key(self) -> str:
@@ -65,12 +70,12 @@ def is_stateful(resource: dict[str, Any]) -> bool:
     return resource["Type"] in STATEFUL_TYPES
 
 
-def _targets(value: Any, stack: str, templates: dict[str, dict[str, Any]]) -> set[str]:
+def targets(value: Any, stack: str, templates: dict[str, dict[str, Any]]) -> set[str]:
     """``Stack/LogicalId`` keys a value points at, following CDK's cross-stack Fn::GetStackOutput."""
     found = {f"{stack}/{rid}" for rid in references(value)}
     for other, name in stack_outputs(value):
         output = (templates.get(other) or {}).get("Outputs", {}).get(name, {})
-        found |= _targets(output.get("Value"), other, templates)
+        found |= targets(output.get("Value"), other, templates)
     return found
 
 
@@ -99,26 +104,49 @@ def replacements(old: dict[str, dict[str, Any] | None], new: dict[str, dict[str,
                 if old_value != new_value:
                     found[key] = f"create-only {name} changes"
                 else:
-                    upstream = sorted(_targets(new_value, stack, new_templates) & set(found))
+                    upstream = sorted(targets(new_value, stack, new_templates) & set(found))
                     if upstream:
                         found[key] = f"create-only {name} refers to {upstream[0]}, which is replaced"
                 if key in found:
                     changed = True
                     break
-    return [Replacement(*key.split("/", 1), old_resources[key]["Type"], reason, is_stateful(old_resources[key]))
-            for key, reason in found.items()]
+    refused = _refused(old, found)
+    return [Replacement(*key.split("/", 1), old_resources[key]["Type"], reason, is_stateful(old_resources[key]),
+                        refused.get(key, "")) for key, reason in found.items()]
+
+
+def _refused(old: dict[str, dict[str, Any] | None], found: dict[str, str]) -> dict[str, str]:
+    """Replaced or deleted resources whose value an imported export carries: ``Stack/LogicalId`` -> why."""
+    from lifecycle.destroy_plan import rules
+
+    templates = {k: v for k, v in old.items() if v}
+    refused: dict[str, str] = {}
+    for (stack, name), importers in exports_in_use(templates).items():
+        output = templates[stack]["Outputs"][exports(templates[stack])[name]]
+        for key in sorted(targets(output.get("Value"), stack, templates) & set(found)):
+            refused.setdefault(key, f"{rules()['exports_in_use']['because']} ({name}, imported by "
+                                    f"{', '.join(sorted(importers))})")
+    return refused
 
 
 def unacknowledged(found: list[Replacement], acknowledged: list[str]) -> list[Replacement]:
-    return [r for r in found if r.stateful and r.key not in acknowledged]
+    return [r for r in found if r.refused or (r.stateful and r.key not in acknowledged)]
 
 
 def report(found: list[Replacement], acknowledged: list[str]) -> str:
     lines = []
-    for item in sorted(found, key=lambda r: (not r.stateful, r.key)):
+    for item in sorted(found, key=lambda r: (not r.refused, not r.stateful, r.key)):
         status = ("acknowledged" if item.key in acknowledged else "BLOCKED") if item.stateful else "replaced"
-        lines.append(f"{status:12} {item.key} ({item.type}): {item.reason}")
-    blocked = unacknowledged(found, acknowledged)
+        status = "REFUSED" if item.refused else status
+        lines.append(f"{status:12} {item.key} ({item.type}): {item.reason}"
+                     + (f"; {item.refused}" if item.refused else ""))
+    refused = [r for r in found if r.refused]
+    if refused:
+        lines.append(f"\n{len(refused)} resource(s) a deployed cluster uses would be replaced or deleted: CloudFormation "
+                     "refuses that while the cluster's stack exists, whatever is acknowledged (a failed deploy, rolled "
+                     "back after the new resources were made). Take the cluster off them first: `cdk destroy "
+                     "ClusterStack` (data on /fsx and /home stays), deploy this change, then deploy ClusterStack again.")
+    blocked = [r for r in unacknowledged(found, acknowledged) if not r.refused]
     if blocked:
         keys = ", ".join(f'"{r.key}"' for r in blocked)
         lines.append(f"\n{len(blocked)} resource(s) holding data would be replaced or deleted. If that is intended, "

@@ -67,3 +67,38 @@ def stack_outputs(value: Any) -> set[tuple[str, str]]:
         for item in value:
             found |= stack_outputs(item)
     return found
+
+
+def imports(value: Any) -> set[str]:
+    """Export names a value imports with Fn::ImportValue (a strong cross-stack reference)."""
+    found: set[str] = set()
+    if isinstance(value, dict):
+        if isinstance(value.get("Fn::ImportValue"), str):
+            found.add(value["Fn::ImportValue"])
+        for item in value.values():
+            found |= imports(item)
+    elif isinstance(value, list):
+        for item in value:
+            found |= imports(item)
+    return found
+
+
+def exports(template: dict[str, Any] | None) -> dict[str, str]:
+    """Export name -> output name, of the literal export names of a template."""
+    found = {}
+    for output_name, output in ((template or {}).get("Outputs") or {}).items():
+        name = (output.get("Export") or {}).get("Name")
+        if isinstance(name, str):
+            found[name] = output_name
+    return found
+
+
+def exports_in_use(templates: dict[str, dict[str, Any] | None]) -> dict[tuple[str, str], set[str]]:
+    """(exporting stack, export name) -> the other stacks that import it, among ``templates``."""
+    found: dict[tuple[str, str], set[str]] = {}
+    for stack, template in templates.items():
+        for name in exports(template):
+            importers = {other for other, t in templates.items() if other != stack and name in imports(t or {})}
+            if importers:
+                found[(stack, name)] = importers
+    return found

@@ -71,10 +71,11 @@ class Preview:
     changes: list[Change] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # whole-cluster events (created, replaced, removed)
     replaced: bool = False
+    refused: bool = False  # CloudFormation refuses the PrereqStack change the cluster change comes from
 
     @property
     def has_errors(self) -> bool:
-        return self.replaced or any(c.is_error for c in self.changes)
+        return self.replaced or self.refused or any(c.is_error for c in self.changes)
 
 
 def symbolic(value: Any) -> Any:
@@ -110,9 +111,50 @@ def cluster_side(template: dict[str, Any]) -> ClusterSide | None:
     return None
 
 
+def _prereq_replacements(base: dict[str, Any] | None, target: dict[str, Any] | None,
+                         prereq: tuple[dict[str, Any] | None, dict[str, Any] | None], result: Preview,
+                         after: ClusterSide) -> None:
+    """A PrereqStack resource the cluster reads (weak reference) that the change replaces gets a new value in the
+    target configuration, so ParallelCluster's own policy judges the cluster change it brings."""
+    from lifecycle.replacement_guard import replacements, targets
+
+    old = {"PrereqStack": prereq[0], "ClusterStack": base}
+    new = {"PrereqStack": prereq[1], "ClusterStack": target}
+    templates = {k: v for k, v in old.items() if v}
+    for item in replacements(old, new):
+        if item.stack != "PrereqStack":
+            continue
+        outputs = [name for name, output in (prereq[0] or {}).get("Outputs", {}).items()
+                   if item.key in targets(output.get("Value"), "PrereqStack", templates)]
+        read = [name for name in outputs if f"{{PrereqStack.{name}}}" in json.dumps(after.configuration)]
+        if not read:
+            continue
+        for name in read:
+            after.configuration = _replace_text(after.configuration, f"{{PrereqStack.{name}}}",
+                                                f"{{PrereqStack.{name} of the new {item.logical_id}}}")
+        result.notes.append(f"PrereqStack replaces {item.logical_id} ({item.reason}), which this cluster uses")
+        if item.refused:
+            result.refused = True
+            result.notes.append(f"refused by CloudFormation while ClusterStack exists: {item.refused}; take the "
+                                "cluster off it first (scripts/replacement_guard.py says how)")
+
+
+def _replace_text(value: Any, old: str, new: str) -> Any:
+    if isinstance(value, str):
+        return value.replace(old, new)
+    if isinstance(value, list):
+        return [_replace_text(v, old, new) for v in value]
+    if isinstance(value, dict):
+        return {k: _replace_text(v, old, new) for k, v in value.items()}
+    return value
+
+
 def preview(base: dict[str, Any] | None, target: dict[str, Any] | None, *, running: bool = True,
-            python: Path = PCLUSTER_PYTHON) -> Preview:
-    """Compares the cluster of two ClusterStack templates (None: no such stack/cluster)."""
+            python: Path = PCLUSTER_PYTHON,
+            prereq: tuple[dict[str, Any] | None, dict[str, Any] | None] | None = None) -> Preview:
+    """Compares the cluster of two ClusterStack templates (None: no such stack/cluster). With ``prereq`` (the two
+    PrereqStack templates), values the cluster reads from a PrereqStack resource the change replaces count as
+    changed."""
     before = cluster_side(base) if base else None
     after = cluster_side(target) if target else None
     result = Preview()
@@ -134,6 +176,8 @@ def preview(base: dict[str, Any] | None, target: dict[str, Any] | None, *, runni
         result.replaced = True
         result.notes.append(f"the cluster's logical id changes ({before.logical_id} -> {after.logical_id}) but not its "
                             "name: CloudFormation would create a second cluster with the same name, which fails")
+    if prereq:
+        _prereq_replacements(base, target, prereq, result, after)
     request = {"patch": {"cluster_name": after.cluster_name, "base": before.configuration,
                          "target": after.configuration, "running": running}}
     for row in ask_once(request, "us-east-1", use_cache=False, python=python)["changes"]:

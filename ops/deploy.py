@@ -80,7 +80,7 @@ class Steps:
     """The side effects of a deploy, replaceable in tests (the defaults are the real ones)."""
     synth: Callable[[Path, dict[str, str]], Path]
     cdk_deploy: Callable[[Path, bool], int]
-    preview: Callable[[dict[str, Any] | None, dict[str, Any], bool], Preview]
+    preview: Callable[..., Preview]  # (deployed ClusterStack, target ClusterStack, fleet running, prereq=(both PrereqStacks))
     verify: Callable[[Session], int]
     head_node: Callable[[Session, list[str]], str] | None = None  # commands -> stdout; default SSM Run Command
     sleep: Callable[[float], None] = time.sleep
@@ -105,7 +105,8 @@ def default_steps(out: TextIO = sys.stdout) -> Steps:
         return 1 if any(r.status == "FAIL" for r in results) else 0
 
     return Steps(synth=lambda directory, context: synth(directory, context=context), cdk_deploy=cdk_deploy,
-                 preview=lambda base, target, running: preview(base, target, running=running), verify=verify)
+                 preview=lambda base, target, running, prereq=None: preview(base, target, running=running, prereq=prereq),
+                 verify=verify)
 
 
 def deployed_template(aws: Session, stack: str) -> dict[str, Any] | None:
@@ -175,7 +176,8 @@ class Deployer:
         self.title("update plan")
         deployed = deployed_template(self.aws, "ClusterStack")
         fleet = fleet_status(self.aws, target.cluster_name) if deployed else "none (no cluster yet)"
-        plan = self.steps.preview(deployed, templates["ClusterStack"], fleet not in FLEET_STOPPED)
+        plan = self.steps.preview(deployed, templates["ClusterStack"], fleet not in FLEET_STOPPED,
+                                  prereq=(deployed_template(self.aws, "PrereqStack"), templates.get("PrereqStack")))
         self.say(f"  compute fleet: {fleet}")
         self.say("  " + to_terminal(plan).rstrip().replace("\n", "\n  "))
         if plan.has_errors:

@@ -49,7 +49,8 @@ def build_report(base: Path, head: Path) -> tuple[str, bool]:
     for stack in STACKS:
         sections += [f"<details><summary><code>cdk diff {stack}</code></summary>", "", "```", cdk_diff(base, head, stack),
                      "```", "</details>", ""]
-    cluster = preview(load_template(str(base), "ClusterStack"), load_template(str(head), "ClusterStack"))
+    cluster = preview(load_template(str(base), "ClusterStack"), load_template(str(head), "ClusterStack"),
+                      prereq=(load_template(str(base), "PrereqStack"), load_template(str(head), "PrereqStack")))
     sections.append(to_markdown(cluster))
     acknowledged = list(shipped_context().get("acknowledged_replacements", []))
     found = replacements({s: load_template(str(base), s) for s in STACKS}, {s: load_template(str(head), s) for s in STACKS})

@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         base_source = args.base or str(synth(Path(tmp) / "base", ref=args.base_ref, context=context))
         target_source = args.target or str(synth(Path(tmp) / "target", context=context))
         result = preview(load_template(base_source, "ClusterStack"), load_template(target_source, "ClusterStack"),
-                         running=not args.stopped)
+                         running=not args.stopped, prereq=(load_template(base_source, "PrereqStack"),
+                                                          load_template(target_source, "PrereqStack")))
     print(to_markdown(result) if args.markdown else to_terminal(result), end="")
     return 1 if result.has_errors else 0
 

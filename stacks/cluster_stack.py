@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Callable
 
 from aws_cdk import CfnOutput, Fn, Stack, Token
 from constructs import Construct
 
 from cluster_config import NODE_ACTIONS_DIR, ConfigDocument, PlaceholderValues, node_actions_used, render
+from cluster_config.render import placeholders_in
 from cluster_config.job_bridge import USERS_SCRIPT, default_user
 from cluster_config.node_actions import object_key
 from cluster_config.provider import additional_iam_policies, load_contract
@@ -82,6 +84,28 @@ class ClusterStack(Stack):
                                   "the cluster")
         CfnOutput(self, "ValidationMessages", value=self.cluster.validation_messages,
                   description="ParallelCluster's validation messages from the last create/update")
+        self._couple_to(prereq, document)
+
+    def _couple_to(self, prereq: PrereqStack, document: ConfigDocument) -> None:
+        """The cluster reads PrereqStack's values through weak references (cdk.json), so that either stack can
+        change what it shares without a deadly embrace. Two outputs make the coupling explicit:
+
+        - ``PrereqExportsInUse`` imports (Fn::ImportValue) PrereqStack's exports of what the cluster stands on: its
+          VPC and every resource its config names. CloudFormation then refuses to delete PrereqStack, or to replace
+          one of those resources, while this stack exists (lifecycle/deletion_rules.yaml, exports_in_use). Only
+          exports PrereqStack declares whatever its settings are imported, so none is ever removed under us.
+        - ``PrereqRevision`` changes with every PrereqStack setting: a PrereqStack change changes this template
+          in the same synth, so the same ``cdk deploy`` updates this stack after PrereqStack and CloudFormation
+          resolves the weak references again."""
+        used = {placeholder.name for _, placeholder in placeholders_in(document.data)} | {"VPC"}
+        imported = [name for key, name in prereq.stable_exports.items() if key in used]
+        CfnOutput(self, "PrereqExportsInUse", value=Fn.join(",", [Fn.import_value(name) for name in imported]),
+                  description="PrereqStack resources this cluster uses: CloudFormation refuses to delete or replace "
+                              f"them while this stack exists ({', '.join(imported)})")
+        revision = hashlib.sha256(repr(prereq.settings).encode()).hexdigest()[:16]
+        CfnOutput(self, "PrereqRevision", value=revision,
+                  description="Changes with every PrereqStack setting, so a PrereqStack change updates this stack "
+                              "in the same deploy")
 
 
 def _no_scripts(script: str, fixed: bool) -> str:

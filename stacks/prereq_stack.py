@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 class PrereqStack(Stack):
     def __init__(self, scope: Construct, construct_id: str, *, settings: PrereqSettings, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
+        self.settings = settings
         data_policy = data_removal_policy(settings.destroy_data_on_delete)
 
         self.network = ClusterNetwork(self, "Network", settings=settings.network,
@@ -57,12 +58,14 @@ class PrereqStack(Stack):
         # Output names match the awsome-distributed-training prerequisites template (seed 002); the
         # same names are the ${Placeholders} of cluster configs (``values``).
         self.values: dict[str, str] = {}
+        # Exports that exist whatever the settings: ClusterStack imports those its cluster uses (stacks/cluster_stack.py).
+        self.stable_exports: dict[str, str] = {}
         self._output("VPC", self.network.vpc.vpc_id, "VPC of the cluster")
         self._output("PublicSubnet", self.network.public_subnet.subnet_id, "Head node subnet")
         self._output("PrimaryPrivateSubnet", self.network.private_subnet.subnet_id, "Compute subnet")
         if self.network.secondary_private_subnet:
             self._output("SecondaryPrivateSubnet", self.network.secondary_private_subnet.subnet_id,
-                         "Second-zone subnet (OpenZFS MULTI_AZ_1)")
+                         "Second-zone subnet (OpenZFS MULTI_AZ_1)", stable=False)
         self._output("SecurityGroup", self.security_groups.cluster.security_group_id,
                      "Security group for every cluster node (EFA self rules)")
         self._output("FSxLustreFilesystemId", self.lustre.file_system_id, "FSx for Lustre file system id")
@@ -73,14 +76,20 @@ class PrereqStack(Stack):
         self._output("DataBucketName", self.data_bucket.bucket.bucket_name, "Data bucket")
         self._output("KeyPairName", self.key_pair.key_pair_name, "EC2 key pair for the head node")
         if self.accounting:
-            self._output("AccountingDatabaseUri", self.accounting.uri, "Slurm accounting database host:port")
-            self._output("AccountingDatabaseUser", self.accounting.user_name, "Slurm accounting database user")
+            self._output("AccountingDatabaseUri", self.accounting.uri, "Slurm accounting database host:port",
+                         stable=False)
+            self._output("AccountingDatabaseUser", self.accounting.user_name, "Slurm accounting database user",
+                         stable=False)
             self._output("AccountingDatabaseSecretArn", self.accounting.password_secret_arn,
-                         "Secrets Manager secret with the accounting database password")
+                         "Secrets Manager secret with the accounting database password", stable=False)
         if self.key_pair.private_key_parameter_name:
             self._output("PrivateKeySsmParameter", self.key_pair.private_key_parameter_name,
-                         "SSM parameter holding the private key (aws ssm get-parameter --with-decryption)")
+                         "SSM parameter holding the private key (aws ssm get-parameter --with-decryption)",
+                         stable=False)
 
-    def _output(self, key: str, value: str, description: str) -> None:
+    def _output(self, key: str, value: str, description: str, stable: bool = True) -> None:
         self.values[key] = value
-        CfnOutput(self, key, value=value, description=description, export_name=f"{self.stack_name}-{key}")
+        export_name = f"{self.stack_name}-{key}"
+        CfnOutput(self, key, value=value, description=description, export_name=export_name)
+        if stable:
+            self.stable_exports[key] = export_name

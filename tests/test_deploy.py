@@ -107,7 +107,8 @@ class World:
         monkeypatch.setattr(deploy_module, "deployed_template",
                             lambda aws, stack: self.deployed.get(stack))
         steps = Steps(synth=self.synth, cdk_deploy=self.cdk_deploy,
-                      preview=lambda base, target, running: preview(base, target, running=running),
+                      preview=lambda base, target, running, prereq=None: preview(base, target, running=running,
+                                                                                 prereq=prereq),
                       verify=self.verify, head_node=self.head_node, sleep=self.sleep, clock=lambda: self.now)
         aws = Session("us-east-1", boto3.Session(region_name="us-east-1"))
         options = Options(poll=10, skip=("vcpu-quota",), **options)

@@ -33,8 +33,11 @@ def test_committed_state_passes(default_app: Synthesized):
 
 def test_moving_the_subnets_to_another_zone_replaces_both_file_systems():
     blocked = guard(synth(availability_zone="us-east-1b"))
-    types = sorted(blocked_types(blocked).values())
+    types = sorted(blocked_types([r for r in blocked if r.stateful]).values())
     assert types == ["AWS::FSx::DataRepositoryAssociation", "AWS::FSx::FileSystem", "AWS::FSx::FileSystem"]
+    # The deployed cluster imports the subnets and both file systems: CloudFormation refuses to replace them.
+    refused = {r.type for r in blocked if r.refused}
+    assert refused == {"AWS::EC2::Subnet", "AWS::FSx::FileSystem"}
     lustre = next(r for r in blocked if r.logical_id.startswith("LustreFileSystem"))
     assert lustre.reason.startswith("create-only SubnetIds refers to PrereqStack/NetworkVpcPrivateSubnet1Subnet")
     # Only the exporting association holds data that exists nowhere else; the import-only one is not blocked.
@@ -66,12 +69,17 @@ def test_harmless_changes_pass():
 
 
 def test_acknowledged_replacements_pass_and_are_reported():
+    """Without a deployed cluster (nothing imports PrereqStack's exports), an acknowledged replacement passes."""
     app = synth(availability_zone="us-east-1b")
-    keys = [r.key for r in guard(app)]
-    assert guard(app, keys) == []
-    text = report(found_for(app), keys)
+    found = replacements({"PrereqStack": load_template("snapshot", "PrereqStack")},
+                         {"PrereqStack": app.template("PrereqStack").to_json()})
+    keys = [r.key for r in unacknowledged(found, [])]
+    assert keys and unacknowledged(found, keys) == []
+    text = report(found, keys)
     assert "acknowledged PrereqStack/LustreFileSystem" in text.replace("  ", " ")
-    assert "BLOCKED" not in text
+    assert "BLOCKED" not in text and "REFUSED" not in text
+    # With the cluster deployed, acknowledging the same keys does not make CloudFormation accept them.
+    assert {r.key for r in guard(app, keys) if r.refused} >= set(keys)
 
 
 def test_command_fails_and_names_the_acknowledgement(tmp_path: Path):
@@ -81,4 +89,5 @@ def test_command_fails_and_names_the_acknowledgement(tmp_path: Path):
     result = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "replacement_guard.py"), "--target",
                              str(tmp_path)], capture_output=True, text=True)
     assert result.returncode == 1, result.stderr
-    assert "BLOCKED" in result.stdout and '"acknowledged_replacements": ["PrereqStack/' in result.stdout
+    assert "REFUSED      PrereqStack/LustreFileSystem" in result.stdout and "`cdk destroy ClusterStack`" in result.stdout
+    assert "BLOCKED" in result.stdout and '"acknowledged_replacements": ["ClusterStack/' in result.stdout
