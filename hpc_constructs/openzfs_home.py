@@ -11,8 +11,10 @@ from settings.prereq import OpenZfsSettings
 class OpenZfsHome(Construct):
     """Root volume exported read-write to the VPC with ``no_root_squash``.
 
-    ParallelCluster mounts /home as root and creates users' home directories there, which root
-    squashing would forbid; ``crossmnt`` lets child volumes appear under the export.
+    ParallelCluster's head node copies the AMI's /home onto a shared /home as root, keeping owners (its
+    cookbook's restore_home_shared_data recipe, rsync -a as root), which root squashing would break; so no
+    job user may become root (README: job bridge threat model). ``crossmnt`` lets child volumes appear
+    under the export.
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, settings: OpenZfsSettings,
