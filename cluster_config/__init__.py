@@ -13,6 +13,7 @@ from typing import Any, Callable
 from cluster_config.document import ConfigDocument, load_document
 from cluster_config.node_actions import object_key, script_digest
 from cluster_config.render import NODE_ACTION, PlaceholderValues, node_actions_used, render
+from cluster_config.stack_values import stand_ins
 from cluster_config.validation import Validation
 from settings.context import REPO_ROOT
 from settings.errors import ConfigError
@@ -40,33 +41,12 @@ def load_named_config(name: str) -> ConfigDocument:
 
 def dummy_values(region: str, vpc_cidr: str, key_pair_name: str, context: Callable[[str], Any],
                  uses_node_actions: bool) -> PlaceholderValues:
-    """Well-formed stand-ins for PrereqStack values: they pass ParallelCluster's id patterns, and each
-    repeats one hex digit so a reviewer of the rendered snapshot can tell them apart (see DUMMY_LEGEND)."""
-    scripts_bucket = "clusterstack-nodeactionsbucket-example"
-    stack = {
-        "Region": region,
-        "VPC": "vpc-0ffffffffffffffff",
-        "VpcCidr": vpc_cidr,
-        "PublicSubnet": "subnet-0aaaaaaaaaaaaaaaa",
-        "PrimaryPrivateSubnet": "subnet-0bbbbbbbbbbbbbbbb",
-        "SecondaryPrivateSubnet": "subnet-0bbbbbbbbbbbbbbb2",
-        "SecurityGroup": "sg-0cccccccccccccccc",
-        "FSxLustreFilesystemId": "fs-0dddddddddddddddd",
-        "FSxLustreFilesystemDNSname": f"fs-0dddddddddddddddd.fsx.{region}.amazonaws.com",
-        "FSxLustreFilesystemMountname": "lustremount",
-        "FSxOpenZfsFilesystemId": "fs-0eeeeeeeeeeeeeeee",
-        "FSxORootVolumeId": "fsvol-0eeeeeeeeeeeeeeee",
-        "DataBucketName": "prereqstack-databucket-example",
-        "KeyPairName": key_pair_name,
-        "PrivateKeySsmParameter": "/ec2/keypair/key-0123456789abcdef0",
-        "AccountingDatabaseUri": f"accounting.cluster-0123456789ab.{region}.rds.amazonaws.com:3306",
-        "AccountingDatabaseUser": "slurm",
-        "AccountingDatabaseSecretArn": f"arn:aws:secretsmanager:{region}:{DUMMY_ACCOUNT}:secret:slurm-db-AbCdEf",
-        "JobBridgeListPolicy": f"arn:aws:iam::{DUMMY_ACCOUNT}:policy/parallelcluster-example-{region}-job-bridge",
-    }
-    if uses_node_actions:
-        stack["ScriptsBucket"] = scripts_bucket
-        stack["NodeActionsReadPolicy"] = f"arn:aws:iam::{DUMMY_ACCOUNT}:policy/parallelcluster-example-{region}-node-actions"
+    """Stand-ins for the stack values (cluster_config/stack_values.py), well-formed for ParallelCluster's id
+    patterns and told apart in the rendered snapshot by their repeated hex digit (see DUMMY_LEGEND)."""
+    stack = stand_ins(region=region, account=DUMMY_ACCOUNT, vpc_cidr=vpc_cidr, key_pair_name=key_pair_name,
+                      node_actions=uses_node_actions)
+    scripts_bucket = stand_ins(region=region, account=DUMMY_ACCOUNT, vpc_cidr=vpc_cidr, key_pair_name=key_pair_name,
+                               node_actions=True)["ScriptsBucket"]
     return PlaceholderValues(stack=stack, context=context,
                              node_action_url=lambda script, fixed: f"s3://{scripts_bucket}/" + object_key(
                                  script, None if fixed else script_digest(NODE_ACTIONS_DIR / script)),

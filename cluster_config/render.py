@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
+from cluster_config import stack_values
 from cluster_config.document import ConfigDocument, YamlPath
 from cluster_config.node_actions import is_fixed_location
 from settings.errors import ConfigError, ConfigErrors
@@ -35,21 +36,10 @@ NODE_ACTION = "NodeAction"
 COMPONENT = "Component"  # image configs: ${Component:<name>} -> Image Builder component ARN
 SCRIPTS_BUCKET = "ScriptsBucket"
 
-# PrereqStack's output names, plus values known at synth (Region, VpcCidr) and the scripts' bucket.
-STACK_VALUE_NAMES = (
-    "Region", "VPC", "VpcCidr", "PublicSubnet", "PrimaryPrivateSubnet", "SecondaryPrivateSubnet", "SecurityGroup",
-    "FSxLustreFilesystemId", "FSxLustreFilesystemDNSname", "FSxLustreFilesystemMountname", "FSxOpenZfsFilesystemId",
-    "FSxORootVolumeId", "DataBucketName", "KeyPairName", "PrivateKeySsmParameter", "AccountingDatabaseUri",
-    "AccountingDatabaseUser", "AccountingDatabaseSecretArn", SCRIPTS_BUCKET, "NodeActionsReadPolicy",
-    "JobBridgeListPolicy",
-)
-# Names used by awsome-distributed-training's cluster templates and seed 002's config.yaml.
-ALIASES = {
-    "AWS_REGION": "Region", "PUBLIC_SUBNET_ID": "PublicSubnet", "PRIVATE_SUBNET_ID": "PrimaryPrivateSubnet",
-    "SECURITY_GROUP": "SecurityGroup", "KEY_PAIR_NAME": "KeyPairName", "KEYPAIR_NAME": "KeyPairName",
-    "FSX_ID": "FSxLustreFilesystemId", "FSXO_ID": "FSxORootVolumeId", "DATA_BUCKET_NAME": "DataBucketName",
-    "SSH_KEY": "KeyPairName", "S3_BUCKET_NAME": "DataBucketName",
-}
+# PrereqStack's output names, values known at synth (Region, VpcCidr) and what ClusterStack makes for the config,
+# with the names awsome-distributed-training's templates use for them: declared in stack_values.py.
+STACK_VALUE_NAMES = stack_values.PLACEHOLDERS
+ALIASES = stack_values.ALIASES
 
 
 @dataclass(frozen=True)

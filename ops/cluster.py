@@ -16,6 +16,8 @@ from typing import Any, Callable
 import boto3
 from botocore.exceptions import ClientError, NoCredentialsError, NoRegionError
 
+from cluster_config.stack_values import (CLUSTER_NAME, DATA_BUCKET_NAME, HEAD_NODE_INSTANCE_ID, HEAD_NODE_USER,
+                                         KEY_PAIR_NAME, PRIVATE_KEY_SSM_PARAMETER)
 from settings.prereq import CLUSTER_LOGS_PREFIX
 
 FLEET_TABLE_PREFIX = "parallelcluster-"  # ParallelCluster's table; its COMPUTE_FLEET item drives slurm
@@ -68,20 +70,20 @@ def _required(values: dict[str, str], key: str, stack: str) -> str:
 
 
 def cluster_name(aws: Session) -> str:
-    return _required(outputs(aws, "ClusterStack"), "ClusterName", "ClusterStack")
+    return _required(outputs(aws, "ClusterStack"), CLUSTER_NAME, "ClusterStack")
 
 
 def status(aws: Session) -> dict[str, str]:
     """Cluster stack status, head node state and compute fleet status."""
     cluster = outputs(aws, "ClusterStack")
-    name = _required(cluster, "ClusterName", "ClusterStack")
+    name = _required(cluster, CLUSTER_NAME, "ClusterStack")
     result = {"cluster": name, "region": aws.region}
     try:
         stack = aws.client("cloudformation").describe_stacks(StackName=name)["Stacks"][0]
         result["cluster stack"] = stack["StackStatus"]
     except ClientError:
         result["cluster stack"] = "NOT FOUND"
-    instance_id = cluster.get("HeadNodeInstanceId")
+    instance_id = cluster.get(HEAD_NODE_INSTANCE_ID)
     if instance_id:
         reservations = aws.client("ec2").describe_instances(InstanceIds=[instance_id])["Reservations"]
         instance = reservations[0]["Instances"][0] if reservations else {}
@@ -127,8 +129,8 @@ def set_fleet(aws: Session, request: str) -> str:
 def fetch_key(aws: Session, directory: Path) -> Path:
     """Writes the key pair's private key from SSM Parameter Store to DIR/<key name>.pem, mode 0600."""
     prereq = outputs(aws, "PrereqStack")
-    key_name = _required(prereq, "KeyPairName", "PrereqStack")
-    parameter = prereq.get("PrivateKeySsmParameter")
+    key_name = _required(prereq, KEY_PAIR_NAME, "PrereqStack")
+    parameter = prereq.get(PRIVATE_KEY_SSM_PARAMETER)
     if not parameter:
         raise OpsError(f"key pair {key_name} was not created by this app (context key_pair_name): use your own "
                        "private key")
@@ -170,23 +172,23 @@ def login_node(aws: Session, pool: str | None = None) -> str:
 def connect_command(aws: Session, ssh: bool, key_dir: Path, login: bool = False, pool: str | None = None) -> list[str]:
     """The command that opens a shell on the head node (or a login node): SSM by default, SSH with --ssh."""
     cluster = outputs(aws, "ClusterStack")
-    instance_id = login_node(aws, pool) if login else _required(cluster, "HeadNodeInstanceId", "ClusterStack")
+    instance_id = login_node(aws, pool) if login else _required(cluster, HEAD_NODE_INSTANCE_ID, "ClusterStack")
     if not ssh:
         return ["aws", "ssm", "start-session", "--region", aws.region, "--target", instance_id]
-    key = key_dir / f"{_required(outputs(aws, 'PrereqStack'), 'KeyPairName', 'PrereqStack')}.pem"
+    key = key_dir / f"{_required(outputs(aws, 'PrereqStack'), KEY_PAIR_NAME, 'PrereqStack')}.pem"
     if not key.exists():
         raise OpsError(f"no private key at {key}: run `scripts/ops.py fetch-key` first")
     reservations = aws.client("ec2").describe_instances(InstanceIds=[instance_id])["Reservations"]
     instance = reservations[0]["Instances"][0]
     address = instance.get("PublicIpAddress") or instance.get("PrivateIpAddress")
-    user = cluster.get("HeadNodeUser", "ec2-user")
+    user = cluster.get(HEAD_NODE_USER, "ec2-user")
     return ["ssh", "-i", str(key), f"{user}@{address}"]
 
 
 def export_logs(aws: Session, since_hours: int = 24) -> str:
     """Starts a CloudWatch Logs export of the cluster's log group into the data bucket."""
     name = cluster_name(aws)
-    bucket = _required(outputs(aws, "PrereqStack"), "DataBucketName", "PrereqStack")
+    bucket = _required(outputs(aws, "PrereqStack"), DATA_BUCKET_NAME, "PrereqStack")
     logs = aws.client("logs")
     groups = logs.describe_log_groups(logGroupNamePrefix=f"/aws/parallelcluster/{name}")["logGroups"]
     if not groups:

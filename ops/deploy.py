@@ -23,6 +23,7 @@ from typing import Any, Callable, TextIO
 
 from botocore.exceptions import ClientError
 
+from cluster_config.stack_values import HEAD_NODE_INSTANCE_ID
 from lifecycle.update_preview import REPLACE_PATH, Preview, to_terminal
 from ops.cluster import OpsError, Session, fleet_status, run_shell, set_fleet
 from ops.preflight import Preflight, Target
@@ -232,7 +233,7 @@ class Deployer:
             return self.steps.head_node(self.aws, commands)
         from ops.cluster import outputs, _required
 
-        instance = _required(outputs(self.aws, "ClusterStack"), "HeadNodeInstanceId", "ClusterStack")
+        instance = _required(outputs(self.aws, "ClusterStack"), HEAD_NODE_INSTANCE_ID, "ClusterStack")
         status, stdout, stderr = run_shell(self.aws, instance, [SLURM_PATH, *commands], 600, "scripts/deploy.py",
                                            sleep=self.steps.sleep)
         if status != "Success":

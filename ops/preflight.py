@@ -17,6 +17,7 @@ import yaml
 from botocore.exceptions import ClientError
 
 from cluster_config.sections import QUEUES, instance_types, queues
+from cluster_config.stack_values import CLUSTER_CONFIG, CLUSTER_NAME
 from ops.cluster import Session
 from settings.context import REPO_ROOT
 from settings.errors import ConfigError
@@ -67,7 +68,7 @@ class Target:
 
     @property
     def cluster_name(self) -> str:
-        return str(self.cluster["ClusterName"])
+        return str(self.cluster[CLUSTER_NAME])
 
     @property
     def config(self) -> dict[str, Any]:
@@ -75,7 +76,7 @@ class Target:
 
     @cached_property
     def config_source(self) -> str:
-        return str(self.templates["ClusterStack"].get("Outputs", {}).get("ClusterConfig", {}).get("Value", "cluster config"))
+        return str(self.templates["ClusterStack"].get("Outputs", {}).get(CLUSTER_CONFIG, {}).get("Value", "cluster config"))
 
     @cached_property
     def _document(self) -> Any:
@@ -325,7 +326,7 @@ class Preflight:
         ours = None
         try:
             outputs = cloudformation.describe_stacks(StackName="ClusterStack")["Stacks"][0].get("Outputs", [])
-            ours = next((o["OutputValue"] for o in outputs if o["OutputKey"] == "ClusterName"), None)
+            ours = next((o["OutputValue"] for o in outputs if o["OutputKey"] == CLUSTER_NAME), None)
         except ClientError:
             pass
         if ours == name:

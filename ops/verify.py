@@ -22,6 +22,7 @@ from typing import Any, Callable
 from botocore.exceptions import ClientError
 
 from cluster_config.sections import action_steps, instance_types, queues
+from cluster_config.stack_values import DATA_BUCKET_NAME, HEAD_NODE_INSTANCE_ID, HEAD_NODE_USER, JOB_BRIDGE_PREFIX
 from ops.cluster import OpsError, Session, _required, outputs, run_shell
 
 CHECK_SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "checks" / "verify_cluster.sh"
@@ -192,8 +193,8 @@ def deployed_cluster(aws: Session) -> DeployedCluster:
 def verify(aws: Session, options: Options, runner: Runner | None = None,
            sleep: Callable[[float], None] = time.sleep, deployed: DeployedCluster | None = None) -> list[CheckResult]:
     deployed = deployed or deployed_cluster(aws)
-    instance_id = _required(deployed.cluster_outputs, "HeadNodeInstanceId", "ClusterStack")
-    user = deployed.cluster_outputs.get("HeadNodeUser", "ec2-user")
+    instance_id = _required(deployed.cluster_outputs, HEAD_NODE_INSTANCE_ID, "ClusterStack")
+    user = deployed.cluster_outputs.get(HEAD_NODE_USER, "ec2-user")
     config = deployed.config
     gpus = gpus_per_node(aws, [t for q in queues(config) for t in _instance_types(q)])
     run = runner or ssm_runner(aws, instance_id, options.timeout, sleep=sleep)
@@ -264,13 +265,13 @@ def _job_bridge(aws: Session, cluster: dict[str, str], prereq: dict[str, str], o
                 sleep: Callable[[float], None]) -> CheckResult:
     from job_bridge.client import JobBridgeError, JobStore, submitter_prefix
 
-    if not cluster.get("JobBridgePrefix"):
+    if not cluster.get(JOB_BRIDGE_PREFIX):
         return CheckResult("job-bridge", "SKIP", 0, "the job bridge is off (context job_bridge)")
     try:  # as the caller's role: its own folder under the prefix
-        prefix = submitter_prefix(cluster["JobBridgePrefix"], aws.client("sts"))
+        prefix = submitter_prefix(cluster[JOB_BRIDGE_PREFIX], aws.client("sts"))
     except JobBridgeError as error:
         return CheckResult("job-bridge", "FAIL", 0, f"cannot submit: {error}")
-    store = JobStore(aws.client("s3"), _required(prereq, "DataBucketName", "PrereqStack"), prefix)
+    store = JobStore(aws.client("s3"), _required(prereq, DATA_BUCKET_NAME, "PrereqStack"), prefix)
     name = f"verify-{int(time.time())}"
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:

@@ -29,6 +29,7 @@ from cluster_config import dummy_values  # noqa: E402
 from cluster_config.image import (COMPONENT_DIR, component_version, components_used, image_values,  # noqa: E402
                                   load_image_config, render_component, validate_image)
 from cluster_config.render import render  # noqa: E402
+from cluster_config.stack_values import DATA_BUCKET_NAME, KEY_PAIR_NAME  # noqa: E402
 from ops.cluster import OpsError, connect, outputs  # noqa: E402
 from settings.context import REPO_ROOT, shipped_context  # noqa: E402
 from settings.errors import ConfigError, ConfigErrors  # noqa: E402
@@ -104,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         aws = connect(region, args.profile)
         prereq = outputs(aws, "PrereqStack")
-        arns = upload_components(aws, prereq["DataBucketName"], components_used(document))
-        base = dummy_values(region, str(context["vpc_cidr"]), prereq.get("KeyPairName", ""), context.get, False)
+        arns = upload_components(aws, prereq[DATA_BUCKET_NAME], components_used(document))
+        base = dummy_values(region, str(context["vpc_cidr"]), prereq.get(KEY_PAIR_NAME, ""), context.get, False)
         values = image_values(base, arns.__getitem__)
         values.stack = {**base.stack, **prereq}
         with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:

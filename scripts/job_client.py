@@ -18,6 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from cluster_config.stack_values import DATA_BUCKET_NAME  # noqa: E402
 from job_bridge.client import JobBridgeError, JobStore, submitter_prefix  # noqa: E402
 from ops.cluster import OpsError, connect, outputs  # noqa: E402
 from settings.context import shipped_context  # noqa: E402
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         aws = connect(args.region, args.profile)
-        bucket = args.bucket or outputs(aws, "PrereqStack").get("DataBucketName")
+        bucket = args.bucket or outputs(aws, "PrereqStack").get(DATA_BUCKET_NAME)
         if not bucket:
             raise JobBridgeError("PrereqStack has no DataBucketName output: pass --bucket")
         store = JobStore(aws.client("s3"), bucket, submitter_prefix(args.prefix, aws.client("sts"), args.submitter))

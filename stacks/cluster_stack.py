@@ -10,6 +10,7 @@ from constructs import Construct
 
 from cluster_config import NODE_ACTIONS_DIR, ConfigDocument, PlaceholderValues, node_actions_used, render
 from cluster_config.render import placeholders_in
+from cluster_config.stack_values import ALIASES, BY_NAME
 from cluster_config.job_bridge import USERS_SCRIPT, default_user
 from cluster_config.node_actions import object_key
 from cluster_config.provider import additional_iam_policies, load_contract
@@ -70,21 +71,21 @@ class ClusterStack(Stack):
         if self.job_bridge:
             self.job_bridge.connect(self.cluster.head_node_instance_id)
 
-        CfnOutput(self, "ClusterName", value=settings.cluster_name, description="ParallelCluster cluster name")
-        CfnOutput(self, "ClusterConfig", value=document.source, description="Cluster config file deployed")
-        CfnOutput(self, "HeadNodeInstanceId", value=self.cluster.head_node_instance_id)
-        CfnOutput(self, "HeadNodePrivateIp", value=self.cluster.head_node_private_ip)
-        CfnOutput(self, "HeadNodeUser", value=default_user(configuration), description="Login user of the OS")
-        CfnOutput(self, "SsmSessionCommand", description="Shell on the head node without SSH or open ports",
-                  value=Fn.join("", [f"aws ssm start-session --region {self.region} --target ",
-                                     self.cluster.head_node_instance_id]))
+        self._output("ClusterName", settings.cluster_name)
+        self._output("ClusterConfig", document.source)
+        self._output("HeadNodeInstanceId", self.cluster.head_node_instance_id)
+        self._output("HeadNodePrivateIp", self.cluster.head_node_private_ip)
+        self._output("HeadNodeUser", default_user(configuration))
+        self._output("SsmSessionCommand", Fn.join("", [f"aws ssm start-session --region {self.region} --target ",
+                                                        self.cluster.head_node_instance_id]))
         if self.job_bridge:
-            CfnOutput(self, "JobBridgePrefix", value=settings.job_bridge_prefix,
-                      description="Jobs uploaded under s3://<DataBucketName>/<prefix><submitter role name>/ run on "
-                                  "the cluster")
-        CfnOutput(self, "ValidationMessages", value=self.cluster.validation_messages,
-                  description="ParallelCluster's validation messages from the last create/update")
+            self._output("JobBridgePrefix", settings.job_bridge_prefix)
+        self._output("ValidationMessages", self.cluster.validation_messages)
         self._couple_to(prereq, document)
+
+    def _output(self, name: str, value: str, detail: str = "") -> None:
+        """An output declared in cluster_config/stack_values.py (ops/ reads them by those names)."""
+        CfnOutput(self, name, value=value, description=BY_NAME[name].description + detail)
 
     def _couple_to(self, prereq: PrereqStack, document: ConfigDocument) -> None:
         """The cluster reads PrereqStack's values through weak references (cdk.json), so that either stack can
@@ -97,15 +98,11 @@ class ClusterStack(Stack):
         - ``PrereqRevision`` changes with every PrereqStack setting: a PrereqStack change changes this template
           in the same synth, so the same ``cdk deploy`` updates this stack after PrereqStack and CloudFormation
           resolves the weak references again."""
-        used = {placeholder.name for _, placeholder in placeholders_in(document.data)} | {"VPC"}
+        used = {ALIASES.get(p.name, p.name) for _, p in placeholders_in(document.data)} | {"VPC"}
         imported = [name for key, name in prereq.stable_exports.items() if key in used]
-        CfnOutput(self, "PrereqExportsInUse", value=Fn.join(",", [Fn.import_value(name) for name in imported]),
-                  description="PrereqStack resources this cluster uses: CloudFormation refuses to delete or replace "
-                              f"them while this stack exists ({', '.join(imported)})")
-        revision = hashlib.sha256(repr(prereq.settings).encode()).hexdigest()[:16]
-        CfnOutput(self, "PrereqRevision", value=revision,
-                  description="Changes with every PrereqStack setting, so a PrereqStack change updates this stack "
-                              "in the same deploy")
+        self._output("PrereqExportsInUse", Fn.join(",", [Fn.import_value(name) for name in imported]),
+                     f" ({', '.join(imported)})")
+        self._output("PrereqRevision", hashlib.sha256(repr(prereq.settings).encode()).hexdigest()[:16])
 
 
 def _no_scripts(script: str, fixed: bool) -> str:

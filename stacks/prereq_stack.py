@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from aws_cdk import CfnOutput, Stack, Tags
 from constructs import Construct
 
+from cluster_config.stack_values import BY_NAME
 from hpc_constructs.data_bucket import DataBucket
 from hpc_constructs.key_pair import ClusterKeyPair
 from hpc_constructs.lustre import LustreFileSystem
@@ -60,36 +61,31 @@ class PrereqStack(Stack):
         self.values: dict[str, str] = {}
         # Exports that exist whatever the settings: ClusterStack imports those its cluster uses (stacks/cluster_stack.py).
         self.stable_exports: dict[str, str] = {}
-        self._output("VPC", self.network.vpc.vpc_id, "VPC of the cluster")
-        self._output("PublicSubnet", self.network.public_subnet.subnet_id, "Head node subnet")
-        self._output("PrimaryPrivateSubnet", self.network.private_subnet.subnet_id, "Compute subnet")
+        self._output("VPC", self.network.vpc.vpc_id)
+        self._output("PublicSubnet", self.network.public_subnet.subnet_id)
+        self._output("PrimaryPrivateSubnet", self.network.private_subnet.subnet_id)
         if self.network.secondary_private_subnet:
-            self._output("SecondaryPrivateSubnet", self.network.secondary_private_subnet.subnet_id,
-                         "Second-zone subnet (OpenZFS MULTI_AZ_1)", stable=False)
-        self._output("SecurityGroup", self.security_groups.cluster.security_group_id,
-                     "Security group for every cluster node (EFA self rules)")
-        self._output("FSxLustreFilesystemId", self.lustre.file_system_id, "FSx for Lustre file system id")
-        self._output("FSxLustreFilesystemDNSname", self.lustre.dns_name, "FSx for Lustre DNS name")
-        self._output("FSxLustreFilesystemMountname", self.lustre.mount_name, "FSx for Lustre mount name")
-        self._output("FSxOpenZfsFilesystemId", self.home.file_system_id, "FSx for OpenZFS file system id")
-        self._output("FSxORootVolumeId", self.home.root_volume_id, "OpenZFS root volume (/home)")
-        self._output("DataBucketName", self.data_bucket.bucket.bucket_name, "Data bucket")
-        self._output("KeyPairName", self.key_pair.key_pair_name, "EC2 key pair for the head node")
+            self._output("SecondaryPrivateSubnet", self.network.secondary_private_subnet.subnet_id)
+        self._output("SecurityGroup", self.security_groups.cluster.security_group_id)
+        self._output("FSxLustreFilesystemId", self.lustre.file_system_id)
+        self._output("FSxLustreFilesystemDNSname", self.lustre.dns_name)
+        self._output("FSxLustreFilesystemMountname", self.lustre.mount_name)
+        self._output("FSxOpenZfsFilesystemId", self.home.file_system_id)
+        self._output("FSxORootVolumeId", self.home.root_volume_id)
+        self._output("DataBucketName", self.data_bucket.bucket.bucket_name)
+        self._output("KeyPairName", self.key_pair.key_pair_name)
         if self.accounting:
-            self._output("AccountingDatabaseUri", self.accounting.uri, "Slurm accounting database host:port",
-                         stable=False)
-            self._output("AccountingDatabaseUser", self.accounting.user_name, "Slurm accounting database user",
-                         stable=False)
-            self._output("AccountingDatabaseSecretArn", self.accounting.password_secret_arn,
-                         "Secrets Manager secret with the accounting database password", stable=False)
+            self._output("AccountingDatabaseUri", self.accounting.uri)
+            self._output("AccountingDatabaseUser", self.accounting.user_name)
+            self._output("AccountingDatabaseSecretArn", self.accounting.password_secret_arn)
         if self.key_pair.private_key_parameter_name:
-            self._output("PrivateKeySsmParameter", self.key_pair.private_key_parameter_name,
-                         "SSM parameter holding the private key (aws ssm get-parameter --with-decryption)",
-                         stable=False)
+            self._output("PrivateKeySsmParameter", self.key_pair.private_key_parameter_name)
 
-    def _output(self, key: str, value: str, description: str, stable: bool = True) -> None:
+    def _output(self, key: str, value: str) -> None:
+        """An output declared in cluster_config/stack_values.py, exported as ``PrereqStack-<key>``."""
+        declared = BY_NAME[key]
         self.values[key] = value
         export_name = f"{self.stack_name}-{key}"
-        CfnOutput(self, key, value=value, description=description, export_name=export_name)
-        if stable:
+        CfnOutput(self, key, value=value, description=declared.description, export_name=export_name)
+        if declared.always:
             self.stable_exports[key] = export_name
