@@ -31,9 +31,10 @@ from cluster_config.image import (COMPONENT_DIR, component_version, components_u
 from cluster_config.render import render  # noqa: E402
 from cluster_config.stack_values import DATA_BUCKET_NAME, KEY_PAIR_NAME  # noqa: E402
 from ops.cluster import OpsError, connect, outputs  # noqa: E402
+from settings import PrereqSettings, read  # noqa: E402
+from settings.cluster import ClusterSettings  # noqa: E402
 from settings.context import REPO_ROOT, shipped_context  # noqa: E402
 from settings.errors import ConfigError, ConfigErrors  # noqa: E402
-from settings.prereq import AZ_PATTERN  # noqa: E402
 
 PCLUSTER = os.environ.get("PCLUSTER", str(REPO_ROOT / ".venv-pcluster" / "bin" / "pcluster"))
 DONE, FAILED = "BUILD_COMPLETE", ("BUILD_FAILED", "DELETE_FAILED", "DELETE_COMPLETE")
@@ -91,13 +92,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-c", "--context", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--poll-seconds", type=float, default=60)
     args = parser.parse_args(argv)
-    context = {**shipped_context(), **dict(pair.split("=", 1) for pair in args.context)}
-    zone = AZ_PATTERN.match(str(context["availability_zone"]))
-    region = args.region or os.environ.get("AWS_DEFAULT_REGION") or (zone.group("region") if zone else "us-east-1")
+    overrides = dict(pair.split("=", 1) for pair in args.context)
+    # UPPER_CASE names are the image config's own ${PLACEHOLDERS}, read from context as the app reads them.
+    context = {**shipped_context(), **overrides}
     try:
+        network = read(PrereqSettings, overrides).network
+        version = read(ClusterSettings, overrides).parallelcluster_version
+        region = args.region or os.environ.get("AWS_DEFAULT_REGION") or network.region or "us-east-1"
         document = load_image_config(args.config)
-        config = validate_image(document, region, str(context["vpc_cidr"]), context.get,
-                                str(context["parallelcluster_version"]))
+        config = validate_image(document, region, network.vpc_cidr, context.get, version)
         if args.dry_run:
             for name in components_used(document):
                 print(f"# component {name}\n{render_component(COMPONENT_DIR / f'{name}.yaml')}")
@@ -106,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         aws = connect(region, args.profile)
         prereq = outputs(aws, "PrereqStack")
         arns = upload_components(aws, prereq[DATA_BUCKET_NAME], components_used(document))
-        base = dummy_values(region, str(context["vpc_cidr"]), prereq.get(KEY_PAIR_NAME, ""), context.get, False)
+        base = dummy_values(region, network.vpc_cidr, prereq.get(KEY_PAIR_NAME, ""), context.get, False)
         values = image_values(base, arns.__getitem__)
         values.stack = {**base.stack, **prereq}
         with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:

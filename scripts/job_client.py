@@ -21,13 +21,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from cluster_config.stack_values import DATA_BUCKET_NAME  # noqa: E402
 from job_bridge.client import JobBridgeError, JobStore, submitter_prefix  # noqa: E402
 from ops.cluster import OpsError, connect, outputs  # noqa: E402
-from settings.context import shipped_context  # noqa: E402
+from settings import read  # noqa: E402
+from settings.cluster import ClusterSettings  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bucket", help="default: PrereqStack output DataBucketName")
-    parser.add_argument("--prefix", default=shipped_context().get("job_bridge_prefix", "jobs/"))
+    parser.add_argument("--prefix", default=read(ClusterSettings).job_bridge_prefix,
+                        help="the job prefix (default: job_bridge_prefix of cdk.json)")
     parser.add_argument("--submitter", help="your submitter's folder: default, the name of your credentials' IAM role")
     parser.add_argument("--region")
     parser.add_argument("--profile")

@@ -44,11 +44,12 @@ examples:
 def default_region() -> str | None:
     if os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION"):
         return None  # boto3 reads them itself
-    from settings.context import shipped_context
-    from settings.prereq import AZ_PATTERN
+    from settings import ConfigError, ConfigErrors, PrereqSettings, read
 
-    match = AZ_PATTERN.match(str(shipped_context().get("availability_zone", "")))
-    return match.group("region") if match else None
+    try:
+        return read(PrereqSettings).network.region or None
+    except (ConfigError, ConfigErrors):
+        return None  # cdk.json is broken: boto3's own default applies, and `cdk synth` says what to fix
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,7 +27,9 @@ from lifecycle.replacement_guard import replacements, report, unacknowledged  # 
 from lifecycle.synth import CDK, synth, synth_env  # noqa: E402
 from lifecycle.templates import STACKS, load_template  # noqa: E402
 from lifecycle.update_preview import preview, to_markdown  # noqa: E402
-from settings.context import REPO_ROOT, shipped_context  # noqa: E402
+from settings import read  # noqa: E402
+from settings.context import REPO_ROOT  # noqa: E402
+from settings.lifecycle import LifecycleSettings  # noqa: E402
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -52,7 +54,7 @@ def build_report(base: Path, head: Path) -> tuple[str, bool]:
     cluster = preview(load_template(str(base), "ClusterStack"), load_template(str(head), "ClusterStack"),
                       prereq=(load_template(str(base), "PrereqStack"), load_template(str(head), "PrereqStack")))
     sections.append(to_markdown(cluster))
-    acknowledged = list(shipped_context().get("acknowledged_replacements", []))
+    acknowledged = list(read(LifecycleSettings).acknowledged_replacements)
     found = replacements({s: load_template(str(base), s) for s in STACKS}, {s: load_template(str(head), s) for s in STACKS})
     blocked = unacknowledged(found, acknowledged)
     sections += ["### Stored data", "", ":x: Data at risk." if blocked else ":white_check_mark: No resource holding data "

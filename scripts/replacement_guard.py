@@ -20,7 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from lifecycle.replacement_guard import replacements, report, unacknowledged  # noqa: E402
 from lifecycle.synth import synth  # noqa: E402
 from lifecycle.templates import STACKS, load_template  # noqa: E402
-from settings.context import shipped_context  # noqa: E402
+from settings import read  # noqa: E402
+from settings.lifecycle import LifecycleSettings  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="cdk.out dir, 'snapshot' (default: the committed templates) or 'deployed'")
     parser.add_argument("--target", metavar="SOURCE", help="cdk.out dir (default: synthesize the working tree)")
     args = parser.parse_args(argv)
-    acknowledged = list(shipped_context().get("acknowledged_replacements", []))
+    acknowledged = list(read(LifecycleSettings).acknowledged_replacements)
     with tempfile.TemporaryDirectory() as tmp:
         target = args.target or str(synth(Path(tmp) / "target"))
         found = replacements({stack: load_template(args.base, stack) for stack in STACKS},

@@ -193,3 +193,60 @@ def test_lustre_backups_with_s3_associations_are_rejected_with_both_ways_out():
            "data repository association(s): FSx does not back up file systems linked to S3" in message
     assert "lustre_backup_retention_days=0" in message and "lustre_data_repository_associations=[]" in message
     assert load(lustre_backup_retention_days=7, lustre_data_repository_associations=[]).lustre.backup_retention_days == 7
+
+
+class RecordingLookup:
+    """A context lookup that records every key a settings class reads."""
+
+    def __init__(self, context: dict[str, Any]) -> None:
+        self.context, self.keys = context, set()
+
+    def __call__(self, key: str) -> Any:
+        self.keys.add(key)
+        return self.context.get(key)
+
+
+def test_every_knob_of_every_settings_class_is_in_cdk_json_with_its_default_and_in_the_readme():
+    """cdk.json, the settings classes' defaults and the README's configuration table describe the same knobs."""
+    import re
+
+    from settings.cluster import ClusterSettings
+    from settings.context import REPO_ROOT
+    from settings.lifecycle import LifecycleSettings
+
+    shipped = {k: v for k, v in shipped_context().items() if not k.startswith("@")}
+    read_keys: set[str] = set()
+    for settings_class in (PrereqSettings, ClusterSettings, LifecycleSettings):
+        lookup = RecordingLookup(shipped)
+        assert settings_class.from_context(ContextReader(lookup, shipped)) == settings_class(), settings_class
+        read_keys |= lookup.keys
+    removed = {"job_bridge_user"}  # still read, to refuse it with a message (settings/cluster.py)
+    assert read_keys - removed == set(shipped), "cdk.json and the settings classes name different knobs"
+    table = dict(re.findall(r"^\| `([a-z_]+)` \| (.+?) \|", (REPO_ROOT / "README.md").read_text(), re.M))
+    assert set(shipped) <= set(table), "a knob is missing from the README's configuration table"
+    for key, value in shipped.items():
+        if isinstance(value, (str, int, bool)) or value == []:
+            shown = json.dumps(value) if value in ("", []) or isinstance(value, bool) else str(value)
+            assert table[key].startswith(f"`{shown}`"), (key, table[key])
+
+
+def test_commands_read_context_only_through_settings():
+    """Knobs are read with the app's own defaults and errors (settings.read), not from cdk.json by hand. Three tools
+    hand cdk.json's whole context on, as the CDK CLI would: to an app they synthesize, or to an image config whose
+    UPPER_CASE ${PLACEHOLDERS} come from context (build_ami.py)."""
+    import ast
+
+    from settings.context import REPO_ROOT
+
+    synthesizing = {"scripts/architecture_diagram.py", "scripts/benchmark_synth.py", "scripts/build_ami.py"}
+    offenders = []
+    for path in [*sorted((REPO_ROOT / "ops").glob("*.py")), *sorted((REPO_ROOT / "scripts").glob("*.py"))]:
+        relative = str(path.relative_to(REPO_ROOT))
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")) == "shipped_context":
+                if relative not in synthesizing:
+                    offenders.append(f"{relative}:{node.lineno}")
+            if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant) and node.slice.value in (
+                    "availability_zone", "vpc_cidr", "parallelcluster_version", "job_bridge_prefix"):
+                offenders.append(f"{relative}:{node.lineno} [{node.slice.value!r}]")
+    assert offenders == []
