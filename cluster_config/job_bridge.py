@@ -1,4 +1,4 @@
-"""Adds the job bridge (seed 004) to a cluster config: the head node may write and list the job
+"""Adds the job bridge (on-premises job submission through S3) to a cluster config: the head node may write and list the job
 prefix and use SSM, slurmctld runs the bridge's epilog, and every queue's nodes create the submitters'
 job users (``job_users.sh``, first in OnNodeStart: ParallelCluster's documentation names that event for
 creating users, it runs before the scheduler is configured) before they run jobs. Applied to the YAML data before rendering, so the

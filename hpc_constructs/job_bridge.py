@@ -1,4 +1,4 @@
-"""Job bridge wiring (seed 004): state-file uploads in the data bucket run the submitter on the head node."""
+"""Job bridge wiring (on-premises job submission through S3): state-file uploads in the data bucket run the submitter on the head node."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 CloudFormation creates a resource once everything it references (Ref, Fn::GetAtt, DependsOn) exists;
 a stack that reads another stack's outputs starts only when that stack is complete. Typical creation
-times (minutes) are from seed 002 (the awsome-distributed-training hands-on, measured by its
+times (minutes) are from the awsome-distributed-training ParallelCluster hands-on (measured by its
 author): prerequisites stack with both FSx file systems "15-20 min", a data repository association
 "10+ min", `pcluster create-cluster` "15-20 min"; lower bounds used here.
 """
@@ -22,7 +22,7 @@ TYPICAL_MINUTES = {
     "AWS::EC2::NatGateway": 2,
     "AWS::CloudFormation::Stack": 2,  # the ParallelCluster provider
 }
-SOURCE = "seed 002: prerequisites 15-20 min, DRA 10+ min, cluster 15-20 min"
+SOURCE = "the awsome-distributed-training hands-on: prerequisites 15-20 min, DRA 10+ min, cluster 15-20 min"
 
 Node = tuple[str, str]  # (stack, logical id)
 

@@ -1,4 +1,4 @@
-"""Day-to-day cluster operations (the pcluster CLI habits of seeds 000/002), from the stack outputs.
+"""Day-to-day cluster operations (the pcluster CLI habits the hands-on guides teach), from the stack outputs.
 
 Everything is found through the outputs of PrereqStack and ClusterStack, so no ids are typed by hand.
 Errors are OpsError with a sentence a user can act on; nothing here raises a botocore trace.

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""On-premises client of the job bridge (seed 004): submit a job folder, follow it, fetch the results.
+"""On-premises client of the job bridge: submit a job folder, follow it, fetch the results.
 
     scripts/job_client.py submit ./work [--name job0001]   uploads the folder, then FILE_UPLOAD
     scripts/job_client.py status job0001                   FILE_UPLOAD / JOB_SUBMIT / JOB_COMPLETE / ...

@@ -20,7 +20,7 @@ class ClusterSettings:
     cluster_name: str = "hpc-cluster"
     # One pin for both the provider template deployed and the schema used to validate offline.
     parallelcluster_version: str = "3.16.1"
-    # On-prem job submission through the data bucket (seed 004); opt-in.
+    # On-prem job submission through the data bucket; opt-in.
     job_bridge: bool = False
     job_bridge_prefix: str = "jobs/"
     # IAM roles (ARNs) that may submit, each under <prefix><role name>/ and as its own Linux user jb-<role name>.

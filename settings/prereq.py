@@ -69,7 +69,7 @@ class DataRepositoryAssociationSettings:
 
 
 def _default_dras() -> tuple[DataRepositoryAssociationSettings, ...]:
-    # Seed 003's pair: read/write project data, import-only container images.
+    # The Blue Brain Project's pair: read/write project data, import-only container images.
     return (
         DataRepositoryAssociationSettings("/data", f"s3://{DATA_BUCKET_PLACEHOLDER}/data/", auto_export=True),
         DataRepositoryAssociationSettings("/containers", f"s3://{DATA_BUCKET_PLACEHOLDER}/containers/"),

@@ -56,7 +56,7 @@ class PrereqStack(Stack):
                 destroy_on_delete=settings.destroy_data_on_delete)
         Tags.of(self).add("Project", "parallelcluster-cdk")
 
-        # Output names match the awsome-distributed-training prerequisites template (seed 002); the
+        # Output names match the awsome-distributed-training prerequisites template; the
         # same names are the ${Placeholders} of cluster configs (``values``).
         self.values: dict[str, str] = {}
         # Exports that exist whatever the settings: ClusterStack imports those its cluster uses (stacks/cluster_stack.py).

@@ -63,7 +63,7 @@ def test_rendered_config_snapshot(name: str, shipped: dict[str, dict], snapshot)
     assert text == snapshot(extension_class=RenderedYaml)
 
 
-def test_vanilla_is_seed_002s_smoke_cluster(shipped: dict[str, dict]):
+def test_vanilla_is_the_hands_ons_smoke_cluster(shipped: dict[str, dict]):
     config = shipped["vanilla"]
     queue = config["Scheduling"]["SlurmQueues"][0]
     resource = queue["ComputeResources"][0]
@@ -84,7 +84,7 @@ def test_gpu_config_targets_the_reservation_without_a_placement_group(shipped: d
     assert resource["CapacityReservationTarget"] == {"CapacityReservationId": "cr-0123456789abcdef0"}
 
 
-def test_multi_queue_config_has_seed_003s_features(shipped: dict[str, dict]):
+def test_multi_queue_config_has_the_blue_brain_features(shipped: dict[str, dict]):
     config = shipped["multi-queue"]
     scheduling = config["Scheduling"]
     assert [q["Name"] for q in scheduling["SlurmQueues"]] == ["debug", "prod-mpi", "prod-batch"]

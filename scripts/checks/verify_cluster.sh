@@ -147,7 +147,7 @@ check_salloc() {
   fi
 }
 
-check_distributed() {  # seed 002's distributed job: nodes x tasks, every rank reports once
+check_distributed() {  # the hands-on's distributed job: nodes x tasks, every rank reports once
   local started queue name static max efa n tasks out ranks expected
   started=$(date +%s)
   queue="${QUEUES[0]}"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# On-premises job submission through S3 (seed 004), head-node side.
+# On-premises job submission through S3 (after the S3 + EventBridge on-premises job-submission guide), head-node side.
 #
 # An on-prem user uploads a job folder to s3://BUCKET/PREFIX<submitter>/<name>/ (with job-aws-run.sh, the
 # Slurm batch script), then the state file job-aws-stat.txt containing FILE_UPLOAD. <submitter> is the
@@ -9,7 +9,7 @@
 # every minute for events that were missed. When a job ends, slurmctld runs `job_bridge.sh epilog`
 # (EpilogSlurmctld), which copies the results back; the final state comes from Slurm's own record.
 #
-# States in job-aws-stat.txt (seed 004's names, plus JOB_FAILED), and their order; a state is never
+# States in job-aws-stat.txt (the guide's names, plus JOB_FAILED), and their order; a state is never
 # overwritten by an earlier one:
 #   FILE_UPLOAD   the user's request            JOB_SUBMIT    submitted; job-aws-jobid.txt has the id
 #   JOB_ERROR     not submitted; job-aws-sbatch.out says why
