@@ -59,12 +59,9 @@ def validate(requests: list[tuple[ConfigDocument, PlaceholderValues, str]], *, r
 
     Returns the rendered configs (what the snapshot tests show a reviewer).
     """
-    validation = Validation(requests, region=region, parallelcluster_version=parallelcluster_version,
-                            use_cache=use_cache, full=False)
-    try:
+    with Validation(requests, region=region, parallelcluster_version=parallelcluster_version,
+                    use_cache=use_cache, full=False) as validation:
         return validation.check()
-    finally:
-        validation.close()
 
 
 __all__ = ["Validation", "CONFIG_DIR", "NODE_ACTIONS_DIR", "NODE_ACTION", "ConfigDocument", "PlaceholderValues", "available_configs",

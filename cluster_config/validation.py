@@ -60,7 +60,10 @@ class DeploymentResult:
 
 
 class Validation:
-    """Both phases for a list of (document, placeholder values, cluster name)."""
+    """Both phases for a list of (document, placeholder values, cluster name).
+
+    The ParallelCluster worker it starts lives as long as the ``with`` block that owns it (the app's synthesis,
+    stacks/app_builder.py): errors raised inside leave through ``__exit__``, which stops it."""
 
     def __init__(self, requests: list[tuple[ConfigDocument, PlaceholderValues, str]], *, region: str,
                  parallelcluster_version: str, use_cache: bool = True, full: bool = True) -> None:
@@ -108,6 +111,12 @@ class Validation:
         if self.worker:
             self.worker.close()
             self.worker = None
+
+    def __enter__(self) -> "Validation":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def _deployment_likely_cached(self) -> bool:
         """The last deployment check that followed this schema answer is cached: no need to warm up."""
@@ -165,8 +174,7 @@ class Validation:
                     (CACHE_DIR / f"{self.schema_key}.next").write_text(key)
         except WorkerError as error:
             _raise([_worker_error(error)], self)
-        finally:
-            self.close()
+        self.close()  # done with ParallelCluster: free its memory before CDK writes the assembly
         mismatch = version_error(answer["version"], self.version)
         if mismatch:
             raise mismatch
@@ -275,7 +283,5 @@ def _line(error: ConfigError) -> tuple[str, int]:
 def _raise(errors: list[ConfigError], validation: Validation | None) -> None:
     if not errors:
         return
-    if validation:
-        validation.close()
     ordered = sorted(errors, key=_line)  # line order, file by file
     raise ordered[0] if len(ordered) == 1 else ConfigErrors(ordered)

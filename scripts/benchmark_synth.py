@@ -103,8 +103,9 @@ def time_validation(runs: int) -> tuple[list[float], int]:
         shutil.rmtree(CACHE, ignore_errors=True)
         start = time.perf_counter()
         prepared = plan(context.get)
-        prepared.validation.check()
-        validators = prepared.validation.check_deployment(templates, objects=objects).validators
+        with prepared.validation as validation:
+            validation.check()
+            validators = validation.check_deployment(templates, objects=objects).validators
         alone.append(time.perf_counter() - start)
     return alone, validators
 

@@ -28,27 +28,20 @@ class BuiltApp:
         return {f"ClusterStack/{scripts.bucket_logical_id}": scripts.deployed_keys} if scripts else {}
 
 
-def build(app: App, prepared: Plan | None = None) -> BuiltApp:
-    """Adds the product's stacks to ``app`` (planned from its context unless ``prepared``).
-    Raises ConfigError/ConfigErrors on bad input."""
-    the_plan = prepared or plan(app.node.try_get_context)
-    validation = the_plan.validation
+def build(app: App, the_plan: Plan) -> BuiltApp:
+    """Adds the product's stacks to ``app``. Raises ConfigError/ConfigErrors on bad input."""
     # Region from the zone, account left to the CLI: keeps synth offline (no AZ lookups) while
     # pinning the stacks to the region their subnets live in.
     env = Environment(region=the_plan.prereq.network.region)
-    try:
-        prereq = PrereqStack(app, "PrereqStack", settings=the_plan.prereq, env=env,
-                             description="Network, storage, data bucket and key pair for a ParallelCluster cluster")
-        cluster = ClusterStack(app, "ClusterStack", settings=the_plan.cluster, document=the_plan.document,
-                               prereq=prereq, vpc_cidr=the_plan.prereq.network.vpc_cidr, context=the_plan.lookup,
-                               env=env, data_repositories=the_plan.prereq.lustre.data_repository_associations,
-                               description=f"ParallelCluster cluster {the_plan.cluster.cluster_name} "
-                                           f"({the_plan.document.source})")
-        validation.check()
-    except BaseException:
-        validation.close()
-        raise
-    return BuiltApp({"PrereqStack": prereq, "ClusterStack": cluster}, validation)
+    prereq = PrereqStack(app, "PrereqStack", settings=the_plan.prereq, env=env,
+                         description="Network, storage, data bucket and key pair for a ParallelCluster cluster")
+    cluster = ClusterStack(app, "ClusterStack", settings=the_plan.cluster, document=the_plan.document,
+                           prereq=prereq, vpc_cidr=the_plan.prereq.network.vpc_cidr, context=the_plan.lookup,
+                           env=env, data_repositories=the_plan.prereq.lustre.data_repository_associations,
+                           description=f"ParallelCluster cluster {the_plan.cluster.cluster_name} "
+                                       f"({the_plan.document.source})")
+    the_plan.validation.check()
+    return BuiltApp({"PrereqStack": prereq, "ClusterStack": cluster}, the_plan.validation)
 
 
 @dataclass
@@ -67,13 +60,10 @@ def synthesize(app: App, prepared: Plan | None = None) -> Synthesis:
 
     Raises ConfigError(s) for any ERROR ParallelCluster finds; its warnings are in the result.
     """
-    built = build(app, prepared)
-    try:
-        assembly = app.synth()
-    except BaseException:
-        built.validation.close()
-        raise
-    synthesis = Synthesis(built.stacks, assembly, DeploymentResult())
-    templates = {name: synthesis.template(name) for name in built.stacks}
-    synthesis.deployment = built.validation.check_deployment(templates, objects=built.objects())
+    the_plan = prepared or plan(app.node.try_get_context)
+    with the_plan.validation as validation:  # ParallelCluster's worker lives exactly this long
+        built = build(app, the_plan)
+        synthesis = Synthesis(built.stacks, app.synth(), DeploymentResult())
+        templates = {name: synthesis.template(name) for name in built.stacks}
+        synthesis.deployment = validation.check_deployment(templates, objects=built.objects())
     return synthesis

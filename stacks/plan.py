@@ -51,7 +51,8 @@ def plan(lookup: Callable[[str], Any]) -> Plan:
     validation = Validation([(document, dummies, cluster_settings.cluster_name)], region=region,
                             parallelcluster_version=cluster_settings.parallelcluster_version)
     if validation.errors:  # render and rule problems: no need to build stacks from a broken config
-        validation.check()
+        with validation:
+            validation.check()
     return Plan(prereq_settings, cluster_settings, document, validation, lookup)
 
 

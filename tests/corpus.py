@@ -44,35 +44,31 @@ def validate_files(paths: list[Path], app, context: dict | None = None) -> dict[
     def values(document):
         return dummy_values(REGION, CIDR, KEY, lookup, bool(cluster_config.node_actions_used(document)))
 
-    first = Validation([(d, values(d), "hpc-cluster") for d in documents], region=REGION,
-                       parallelcluster_version=VERSION, full=False)
     failed: set[str] = set()
-    try:
-        first.check()
-    except (ConfigError, ConfigErrors) as problem:
-        for error in getattr(problem, "errors", [problem]):
-            outcomes[_by_file(error, root)].errors.append(str(error))
-            failed.add(_by_file(error, root))
-    finally:
-        first.close()
+    with Validation([(d, values(d), "hpc-cluster") for d in documents], region=REGION,
+                    parallelcluster_version=VERSION, full=False) as first:
+        try:
+            first.check()
+        except (ConfigError, ConfigErrors) as problem:
+            for error in getattr(problem, "errors", [problem]):
+                outcomes[_by_file(error, root)].errors.append(str(error))
+                failed.add(_by_file(error, root))
     passing = [d for d in documents if d.source.removeprefix(f"{root}/") not in failed]
     if not passing:
         return outcomes
     templates = {name: app.synthesis.template(name) for name in app.stacks}
     objects = _objects(app)
     simulation = simulate(templates, REGION, objects=objects)
-    second = Validation([(d, values(d), "hpc-cluster") for d in passing], region=REGION,
-                        parallelcluster_version=VERSION)
     configs = [render(d, in_account(simulation, values(d), app, templates)) for d in passing]
-    try:
-        result = second.check_deployment(templates, objects=objects, configs=configs)
-        for warning in result.warnings:
-            outcomes[warning.split(":")[0].removeprefix(f"{root}/")].warnings.append(warning)
-    except (ConfigError, ConfigErrors) as problem:
-        for error in getattr(problem, "errors", [problem]):
-            outcomes[_by_file(error, root)].errors.append(str(error))
-    finally:
-        second.close()
+    with Validation([(d, values(d), "hpc-cluster") for d in passing], region=REGION,
+                    parallelcluster_version=VERSION) as second:
+        try:
+            result = second.check_deployment(templates, objects=objects, configs=configs)
+            for warning in result.warnings:
+                outcomes[warning.split(":")[0].removeprefix(f"{root}/")].warnings.append(warning)
+        except (ConfigError, ConfigErrors) as problem:
+            for error in getattr(problem, "errors", [problem]):
+                outcomes[_by_file(error, root)].errors.append(str(error))
     return outcomes
 
 

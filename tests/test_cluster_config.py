@@ -220,6 +220,34 @@ def test_answers_are_cached_by_content(tmp_path: Path, monkeypatch):
     assert uncached.worker is not None and uncached.check()
     uncached.close()
     changed = document_of("Region: us-east-1\nTypo: x\n", tmp_path)
-    with pytest.raises((ConfigError, ConfigErrors), match="Unknown field"):
-        validation.Validation([(changed, values_for(changed), "c")], region=REGION,
-                              parallelcluster_version="3.16.1", full=False).check()
+    with pytest.raises((ConfigError, ConfigErrors), match="Unknown field"), validation.Validation(
+            [(changed, values_for(changed), "c")], region=REGION, parallelcluster_version="3.16.1", full=False) as fresh:
+        fresh.check()
+
+
+@pytest.mark.parametrize("failure", [None, "synth"])
+def test_the_validation_worker_lives_exactly_as_long_as_the_synthesis(tmp_path: Path, monkeypatch, failure):
+    """One owner (the `with` block of stacks.app_builder.synthesize) stops ParallelCluster's worker, whether the
+    synthesis succeeds or fails part-way."""
+    from aws_cdk import App
+
+    from cluster_config import validation, worker
+    from settings.context import shipped_context
+    from stacks.app_builder import synthesize
+    from stacks.plan import plan
+
+    monkeypatch.setattr(worker, "CACHE_DIR", tmp_path)
+    monkeypatch.setattr(validation, "CACHE_DIR", tmp_path)  # nothing cached: a worker must start
+    context = shipped_context()
+    prepared = plan(context.get)
+    started = prepared.validation.worker
+    assert started is not None
+    if failure:
+        def broken(self, **_):
+            raise RuntimeError("no space left on device")
+        monkeypatch.setattr(App, "synth", broken)
+        with pytest.raises(RuntimeError, match="no space left"):
+            synthesize(App(context=context, outdir=str(tmp_path / "out")), prepared)
+    else:
+        synthesize(App(context=context, outdir=str(tmp_path / "out")), prepared)
+    assert prepared.validation.worker is None and started.process.poll() is not None
