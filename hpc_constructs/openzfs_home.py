@@ -13,7 +13,7 @@ class OpenZfsHome(Construct):
 
     ParallelCluster's head node copies the AMI's /home onto a shared /home as root, keeping owners (its
     cookbook's restore_home_shared_data recipe, rsync -a as root), which root squashing would break; so no
-    job user may become root (README: job bridge threat model). ``crossmnt`` lets child volumes appear
+    job user may become root (docs/job-bridge.md, threat model). ``crossmnt`` lets child volumes appear
     under the export.
     """
 

@@ -2,7 +2,7 @@
 CloudFormation's delete order and DeletionPolicy, what a remaining resource holds (a kept file system's
 network interfaces hold its subnets and security groups), what refuses deletion (a protected database, a
 bucket with objects), and what a deploy creates outside the templates. The plan printed to users and the
-README's destroy section are this simulation's output."""
+docs/deploy.md's destroy section are this simulation's output."""
 
 from __future__ import annotations
 

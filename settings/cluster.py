@@ -51,7 +51,7 @@ class ClusterSettings:
         if reader.raw("job_bridge_user") not in (None, ""):
             reader.fail("job_bridge_user", "is no longer used: one shared job user (by default the OS user, a "
                         "sudoer) let every submitter reach root and each other's jobs; each submitter's jobs now run "
-                        "as its own unprivileged user jb-<role name>", "remove job_bridge_user (README: job bridge)")
+                        "as its own unprivileged user jb-<role name>", "remove job_bridge_user (docs/job-bridge.md)")
         bridge = reader.boolean("job_bridge", d.job_bridge)
         roles = reader.json_list("job_bridge_submitters", [s.role_arn for s in d.job_bridge_submitters])
         strings = [role for role in roles if isinstance(role, str)]
@@ -66,7 +66,7 @@ class ClusterSettings:
             reader.fail("job_bridge_submitters", "is empty, and job_bridge=true lets only the roles listed there write "
                         "jobs (anyone else with s3:PutObject on the data bucket could run them)",
                         "-c 'job_bridge_submitters=[\"arn:aws:iam::<account>:role/<on-prem submitter role>\"]' "
-                        "(README: on-premises job submission)", value=roles)
+                        "(docs/job-bridge.md)", value=roles)
         settings = cls(cluster_config=config, cluster_name=name, parallelcluster_version=version,
                        job_bridge=bridge, job_bridge_prefix=prefix, job_bridge_submitters=submitters)
         reader.raise_if_errors()

@@ -99,10 +99,10 @@ def test_the_simulation_catches_what_made_the_old_destroy_fail(default_app: Synt
 
 
 def test_the_readme_destroy_section_is_the_simulated_plan(default_app: Synthesized):
-    readme = (REPO_ROOT / "README.md").read_text()
+    readme = (REPO_ROOT / "docs" / "deploy.md").read_text()
     block = readme.split("<!-- destroy-plan:start -->\n```text\n", 1)[1].split("```\n<!-- destroy-plan:end -->", 1)[0]
     assert block == to_text(simulate(templates_of(default_app))), (
-        "README destroy plan is stale: paste the output of scripts/destroy_plan.py")
+        "docs/deploy.md's destroy plan is stale: paste the output of scripts/destroy_plan.py")
 
 
 def test_every_rule_names_its_source():

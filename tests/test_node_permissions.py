@@ -86,7 +86,7 @@ def test_the_data_buckets_job_writers_include_the_head_nodes_role_path(cluster: 
 
 
 def test_running_login_nodes_have_no_update_hook_in_parallelclusters_templates(cluster: Cluster):
-    """What the README says of OnNodeUpdated, judged on the templates ParallelCluster 3.16.1 generates: the head node's
+    """What docs/cluster-configs.md says of OnNodeUpdated, judged on the templates ParallelCluster 3.16.1 generates: the head node's
     launch template carries an `update` configSet (run by cfn-hup on a cluster update), a login pool's carries
     none, so running login nodes do not run OnNodeUpdated; new ones run OnNodeConfigured at the stable key."""
     if not cluster.config.get("LoginNodes"):

@@ -22,19 +22,22 @@ def test_ci_runs_exactly_the_readme_test_command():
     assert re.search(r"^make test\s+#", README.read_text(), re.M)
 
 
+DOCS = REPO_ROOT / "docs"
+
+
 def test_readme_documents_every_context_key():
     from settings.context import shipped_context
 
-    readme = README.read_text()
+    readme = (DOCS / "configuration.md").read_text()
     ours = [k for k in shipped_context() if not k.startswith("@")]
     assert [k for k in ours if f"`{k}`" not in readme] == []
 
 
 def test_the_readmes_verify_sample_is_what_verify_prints():
-    """Parse the sample back into results: `table()` must print exactly the README's block."""
+    """Parse the sample back into results: `table()` must print exactly docs/deploy.md's block."""
     from ops.verify import CheckResult, table
 
-    readme = README.read_text()
+    readme = (DOCS / "deploy.md").read_text()
     block = readme.split("What it prints on `vanilla`", 1)[1].split("```text\n", 1)[1].split("```", 1)[0].rstrip("\n")
     rows = block.splitlines()[2:-1]
     parsed = []
@@ -54,3 +57,15 @@ def test_the_readmes_day2_commands_exist_with_help():
         done = subprocess.run([sys.executable, *command], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
         assert done.returncode == 0 and "usage:" in done.stdout, (command, done.stderr)
         assert command[0] in README.read_text()
+
+
+def test_the_readme_is_short_and_links_every_document_which_links_only_what_exists():
+    """The README says what it is, how to run it and where to read on; every page in docs/ is reachable from it,
+    and no relative link of the README or docs/ points at a missing file."""
+    readme = README.read_text()
+    assert len(readme) < 13_000, f"README.md is {len(readme)} characters: move detail into docs/"
+    pages = sorted(p.name for p in DOCS.glob("*.md"))
+    assert pages and [p for p in pages if f"(docs/{p})" not in readme] == []
+    for page in [README, *DOCS.glob("*.md")]:
+        for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", page.read_text()):
+            assert (page.parent / target).exists(), f"{page.name} links to {target}, which does not exist"

@@ -207,7 +207,8 @@ class RecordingLookup:
 
 
 def test_every_knob_of_every_settings_class_is_in_cdk_json_with_its_default_and_in_the_readme():
-    """cdk.json, the settings classes' defaults and the README's configuration table describe the same knobs."""
+    """cdk.json, the settings classes' defaults and the configuration table (docs/configuration.md) describe the same
+    knobs."""
     import re
 
     from settings.cluster import ClusterSettings
@@ -222,8 +223,8 @@ def test_every_knob_of_every_settings_class_is_in_cdk_json_with_its_default_and_
         read_keys |= lookup.keys
     removed = {"job_bridge_user"}  # still read, to refuse it with a message (settings/cluster.py)
     assert read_keys - removed == set(shipped), "cdk.json and the settings classes name different knobs"
-    table = dict(re.findall(r"^\| `([a-z_]+)` \| (.+?) \|", (REPO_ROOT / "README.md").read_text(), re.M))
-    assert set(shipped) <= set(table), "a knob is missing from the README's configuration table"
+    table = dict(re.findall(r"^\| `([a-z_]+)` \| (.+?) \|", (REPO_ROOT / "docs" / "configuration.md").read_text(), re.M))
+    assert set(shipped) <= set(table), "a knob is missing from docs/configuration.md's table"
     for key, value in shipped.items():
         if isinstance(value, (str, int, bool)) or value == []:
             shown = json.dumps(value) if value in ("", []) or isinstance(value, bool) else str(value)

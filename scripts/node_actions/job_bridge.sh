@@ -16,7 +16,7 @@
 #   JOB_COMPLETE  Slurm says COMPLETED, results in S3
 #   JOB_FAILED    any other end (FAILED, CANCELLED, TIMEOUT, ...); job-aws-reason.txt says which
 #
-# Threat model (README "Job bridge"): a submitter can run jobs as its own user, never as root and never
+# Threat model (docs/job-bridge.md): a submitter can run jobs as its own user, never as root and never
 # as another submitter's user. Root only reads S3 and local state it owns: job folders are downloaded into a
 # root-owned staging directory and handed over by JOB_USER itself; results are read by JOB_USER and
 # streamed to root into a root-only staging directory, uploaded without following symlinks (regular files). A job is matched by the Slurm
