@@ -36,7 +36,7 @@ def simulated_id(prefix: str, *parts: str) -> str:
 
 @dataclass
 class Simulation:
-    """``account``: what pcluster_account.py creates in moto. ``configs``: each ClusterStack cluster's
+    """``account``: what pcluster_sidecar/account.py creates in moto. ``configs``: each ClusterStack cluster's
     configuration with intrinsics resolved. ``names``: simulated id -> what a user recognizes."""
 
     account: dict[str, Any]

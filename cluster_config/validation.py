@@ -8,7 +8,7 @@
    config exactly as the template carries it. ERROR findings raise; WARNING and INFO are returned.
 
 The worker starts in phase 1 and builds the simulated account while the stacks are being built.
-Both answers are cached by content (worker.py), so an unchanged synth pays for neither.
+Both answers are cached by content (sidecar.py), so an unchanged synth pays for neither.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from cluster_config.render import PlaceholderValues, render
 from cluster_config.rules import RuleContext, check_rules
 from cluster_config.schema import SchemaRequest, errors_from, schema_request, version_error
 from cluster_config.simulation import simulate
-from cluster_config.worker import (CACHE_DIR, PCLUSTER_PYTHON, MachineryFailure, PclusterProcess, WorkerError,
+from cluster_config.sidecar import (CACHE_DIR, PCLUSTER_PYTHON, MachineryFailure, PclusterProcess, WorkerError,
                                    cache_key, cached, remember_account, store)
 from settings.errors import ConfigError, ConfigErrors
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Prints the record of the instance-type catalogue (cluster_config/instance_catalogue.json) for the moto and
+"""Prints the record of the instance-type catalogue (pcluster_sidecar/instance_catalogue.json) for the moto and
 aws-parallelcluster pinned in requirements-pcluster.txt. Developer tool, needs PyPI: the dates are the build
 times of the two wheels' files. After bumping moto: run it, review, and write its output to the record."""
 
@@ -32,7 +32,7 @@ def built(archive: zipfile.ZipFile) -> str:
 
 
 def main() -> None:
-    record = json.loads((REPO / "cluster_config" / "instance_catalogue.json").read_text())
+    record = json.loads((REPO / "pcluster_sidecar" / "instance_catalogue.json").read_text())
     with tempfile.TemporaryDirectory() as folder:
         moto = wheel("moto", pinned("moto"), folder)
         parallelcluster = wheel("aws-parallelcluster", pinned("aws-parallelcluster"), folder)

@@ -1,7 +1,7 @@
 """What a cluster's nodes may do in AWS, judged by AWS-side code rather than by our reading of the config:
 
 - ParallelCluster itself generates the cluster's template (its node roles and their policies), in the
-  simulated account (cluster_config/pcluster_account.py, ``cluster_template``);
+  simulated account (pcluster_sidecar/account.py, ``cluster_template``);
 - the policies attached to a node role are collected from that template: inline policies, the
   managed policies it lists (AWS managed ones from moto's copy of their documents, ours from our
   templates);
@@ -18,7 +18,7 @@ from functools import lru_cache
 from typing import Any
 
 from cluster_config.simulation import SIMULATED_ACCOUNT, Templates, simulate
-from cluster_config.worker import ask_once
+from cluster_config.sidecar import ask_once
 
 REGION = "us-east-1"
 

@@ -204,9 +204,9 @@ def test_stand_ins_are_announced_not_rejected(accepted_outcomes: dict[str, Outco
 
 
 def test_answers_are_cached_by_content(tmp_path: Path, monkeypatch):
-    from cluster_config import validation, worker
+    from cluster_config import sidecar, validation
 
-    monkeypatch.setattr(worker, "CACHE_DIR", tmp_path)
+    monkeypatch.setattr(sidecar, "CACHE_DIR", tmp_path)
     monkeypatch.setattr(validation, "CACHE_DIR", tmp_path)
     document = cluster_config.load_named_config("vanilla")
     request = [(document, values_for(document), "hpc-cluster")]
@@ -231,12 +231,12 @@ def test_the_validation_worker_lives_exactly_as_long_as_the_synthesis(tmp_path: 
     synthesis succeeds or fails part-way."""
     from aws_cdk import App
 
-    from cluster_config import validation, worker
+    from cluster_config import sidecar, validation
     from settings.context import shipped_context
     from stacks.app_builder import synthesize
     from stacks.plan import plan
 
-    monkeypatch.setattr(worker, "CACHE_DIR", tmp_path)
+    monkeypatch.setattr(sidecar, "CACHE_DIR", tmp_path)
     monkeypatch.setattr(validation, "CACHE_DIR", tmp_path)  # nothing cached: a worker must start
     context = shipped_context()
     prepared = plan(context.get)

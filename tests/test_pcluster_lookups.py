@@ -1,4 +1,4 @@
-"""The offline validation answers every AWS lookup ParallelCluster's validators make (pcluster_lookups.yaml,
+"""The offline validation answers every AWS lookup ParallelCluster's validators make (pcluster_sidecar/lookups.yaml,
 checked against the installed package), never turns what it cannot answer into an ERROR or a crash, and judges
 instance types against a catalogue as current as the pinned release."""
 
@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cluster_config import instance_catalogue, pcluster_account
+from pcluster_sidecar import account as pcluster_account, instance_catalogue
 from cluster_config.simulation import simulate
 from cluster_config.validation import _worker_error
-from cluster_config.worker import PCLUSTER_PYTHON, MachineryFailure, offline_env
+from cluster_config.sidecar import PCLUSTER_PYTHON, MachineryFailure, offline_env
 from settings.context import REPO_ROOT
 
-LOOKUPS = yaml.safe_load((REPO_ROOT / "cluster_config" / "pcluster_lookups.yaml").read_text())
+LOOKUPS = yaml.safe_load((REPO_ROOT / "pcluster_sidecar" / "lookups.yaml").read_text())
 SITE = next((REPO_ROOT / ".venv-pcluster" / "lib").glob("python*/site-packages"))
 PCLUSTER = SITE / "pcluster"
 
@@ -106,8 +106,8 @@ def in_simulator(account: dict, tmp_path: Path, body: str) -> dict:
     (tmp_path / "input.json").write_text(json.dumps({"account": account["account"], "config": config}))
     script = textwrap.dedent('''
         import json, sys
-        sys.path.insert(0, "cluster_config")
-        import pcluster_account
+        sys.path.insert(0, "pcluster_sidecar")
+        import account as pcluster_account
         data = json.load(open(sys.argv[1]))
         config = data["config"]
     ''') + textwrap.dedent(body) + "\nprint(json.dumps(result))\n"
@@ -157,7 +157,7 @@ def test_a_failure_of_the_machinery_names_the_exception_and_what_was_checked():
 
 
 def test_the_worker_reports_a_crash_with_its_exception(tmp_path):
-    from cluster_config.worker import PclusterProcess
+    from cluster_config.sidecar import PclusterProcess
 
     with PclusterProcess("us-east-1") as worker, pytest.raises(MachineryFailure) as failure:
         worker.ask({"dryrun": {"region": "us-east-1", "account": {"vpcs": [{"id": "vpc-1"}]}, "clusters": []}})

@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from app import jsii_node_options
-from cluster_config import worker
+from cluster_config import sidecar
 from cluster_config.simulation import simulate
 
 REGION = "us-east-1"
@@ -36,11 +36,11 @@ def without_ingress(account: dict) -> dict:
 
 
 def dry_run(account: dict, configs: list[dict], ahead: dict | None, tmp_path, monkeypatch) -> dict:
-    monkeypatch.setattr(worker, "CACHE_DIR", tmp_path)
-    worker.last_account_file(REGION).unlink(missing_ok=True)
+    monkeypatch.setattr(sidecar, "CACHE_DIR", tmp_path)
+    sidecar.last_account_file(REGION).unlink(missing_ok=True)
     if ahead is not None:
-        worker.remember_account(REGION, ahead)
-    with worker.PclusterProcess(REGION, warm=True) as process:
+        sidecar.remember_account(REGION, ahead)
+    with sidecar.PclusterProcess(REGION, warm=True) as process:
         answer = process.ask({"dryrun": {"region": REGION, "account": account, "clusters": [
             {"name": "vanilla", "cluster_name": "hpc-cluster", "config": config} for config in configs]}})
     return answer
@@ -73,9 +73,9 @@ def test_a_stale_guess_never_reaches_the_answer(deployment, tmp_path, monkeypatc
 
 def test_an_unreadable_guess_is_ignored(deployment, tmp_path, monkeypatch):
     account, configs = deployment
-    monkeypatch.setattr(worker, "CACHE_DIR", tmp_path)
-    worker.last_account_file(REGION).write_text("{not json")
-    with worker.PclusterProcess(REGION, warm=True) as process:
+    monkeypatch.setattr(sidecar, "CACHE_DIR", tmp_path)
+    sidecar.last_account_file(REGION).write_text("{not json")
+    with sidecar.PclusterProcess(REGION, warm=True) as process:
         answer = process.ask({"dryrun": {"region": REGION, "account": account, "clusters": [
             {"name": "vanilla", "cluster_name": "hpc-cluster", "config": configs[0]}]}})
     assert not answer["timing"]["account_built_ahead"] and errors(answer) == []
@@ -86,13 +86,13 @@ def test_one_worker_answers_request_after_request_as_fresh_workers_do(deployment
     account, [config] = deployment
     unknown = copy.deepcopy(config)
     unknown["HeadNode"]["InstanceType"] = "c5.99xlarge"
-    monkeypatch.setattr(worker, "CACHE_DIR", tmp_path)
+    monkeypatch.setattr(sidecar, "CACHE_DIR", tmp_path)
 
     def request(cluster_config: dict) -> dict:
         return {"dryrun": {"region": REGION, "account": account, "clusters": [
             {"name": "vanilla", "cluster_name": "hpc-cluster", "config": cluster_config}]}}
 
-    with worker.PclusterProcess(REGION, warm=True) as process:
+    with sidecar.PclusterProcess(REGION, warm=True) as process:
         answers = [process.ask(request(c)) for c in (config, unknown, config)]
     assert errors(answers[0]) == errors(answers[2]) == []
     assert any(kind == "InstanceTypeValidator" and "c5.99xlarge" in message for kind, message in errors(answers[1]))
@@ -138,12 +138,12 @@ def test_the_preload_path_survives_spaces(tmp_path, monkeypatch):
 
 def test_two_synths_at_once_write_the_cache_without_tripping_over_each_other(tmp_path):
     """Each writer has its own temporary file: with a shared one, a writer can find it gone (crash)."""
-    script = (f"import sys; sys.path.insert(0, {str(worker.REPO_ROOT)!r})\n"
-              "from pathlib import Path\nfrom cluster_config import worker\n"
-              f"worker.CACHE_DIR = Path({str(tmp_path)!r})\n"
+    script = (f"import sys; sys.path.insert(0, {str(sidecar.REPO_ROOT)!r})\n"
+              "from pathlib import Path\nfrom cluster_config import sidecar\n"
+              f"sidecar.CACHE_DIR = Path({str(tmp_path)!r})\n"
               "for n in range(300):\n"
-              "    worker.store('same-key', {'n': n, 'pad': 'x' * 4096})\n"
-              "    worker.remember_account('us-east-1', {'n': n})\n")
+              "    sidecar.store('same-key', {'n': n, 'pad': 'x' * 4096})\n"
+              "    sidecar.remember_account('us-east-1', {'n': n})\n")
     writers = [subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True) for _ in range(3)]
     results = [(w.wait(), w.stderr.read()) for w in writers]
     assert results == [(0, "")] * 3

@@ -10,7 +10,7 @@ import pytest
 
 from cluster_config.provider import CONTRACT_FILE, additional_iam_policies, load_contract
 from cluster_config.simulation import SIMULATED_ACCOUNT, Templates
-from cluster_config.worker import ask_once
+from cluster_config.sidecar import ask_once
 from tests.conftest import Synthesized, synth
 from tests.test_compliance import VARIANTS
 

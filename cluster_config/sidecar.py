@@ -1,4 +1,4 @@
-"""The ParallelCluster worker process (pcluster_worker.py in .venv-pcluster) and its answer cache.
+"""The ParallelCluster worker process (pcluster_sidecar/worker.py in .venv-pcluster), seen from the app and its answer cache.
 
 aws-parallelcluster pins CDK v1, so its code runs in its own venv, in a process of its own: started
 early (imports and the simulated account's backends warm up while the stacks are built), asked one
@@ -21,8 +21,9 @@ from settings.context import REPO_ROOT
 PCLUSTER_PYTHON = REPO_ROOT / ".venv-pcluster" / "bin" / "python"
 LOCK_FILE = REPO_ROOT / "requirements-pcluster.txt"
 CACHE_DIR = REPO_ROOT / ".cache" / "pcluster"
-WORKER = Path(__file__).with_name("pcluster_worker.py")
-WORKER_SOURCES = (WORKER, Path(__file__).with_name("pcluster_account.py"))
+SIDECAR = REPO_ROOT / "pcluster_sidecar"  # runs in .venv-pcluster (pcluster_sidecar/__init__.py)
+WORKER = SIDECAR / "worker.py"
+WORKER_SOURCES = (WORKER, SIDECAR / "account.py")
 TIMEOUT_SECONDS = 300
 
 

@@ -1,5 +1,5 @@
 """ParallelCluster's full validation, offline: runs inside .venv-pcluster (stdlib, boto3, moto and
-pcluster only; no project imports), driven by pcluster_worker.py.
+pcluster only; no project imports), driven by worker.py.
 
 ``pcluster.lib.create_cluster(dryrun=True)`` runs every validator ParallelCluster runs before it
 creates a cluster (networking, FSx security groups, EFA, instance types, placement groups,
@@ -14,7 +14,7 @@ botocore event hooks on boto3's default session (which ParallelCluster's clients
 - ``RunInstances`` dry runs: moto rejects instance-store and size-less EBS mappings, which EC2 accepts.
 
 Values in a config that point outside our templates (an existing subnet, security group, file system,
-reservation, placement group, bucket, AMI, key pair, role, ... : every kind pcluster_lookups.yaml lists)
+reservation, placement group, bucket, AMI, key pair, role, ... : every kind lookups.yaml lists)
 cannot be known offline: each gets a stand-in that passes, and the answer lists it so synth prints a
 WARNING that it was not checked. A call that neither moto nor a handler answers is a gap: the validator
 that made it reports a WARNING naming the key, never an ERROR.
@@ -1105,7 +1105,7 @@ def _aws_managed_policy_exists(arn: str) -> bool:
 
 
 # Config keys (``Parent.Key`` where the key alone is ambiguous) whose literal values name something outside
-# our templates that ParallelCluster looks up; each kind has a ``_stand_in_<kind>`` method. pcluster_lookups.yaml
+# our templates that ParallelCluster looks up; each kind has a ``_stand_in_<kind>`` method. lookups.yaml
 # lists every lookup of ParallelCluster's validators with the keys feeding it; a test keeps the two in step.
 _REFERENCE_KINDS = {
     "SubnetId": "subnet", "SubnetIds": "subnet", "SecurityGroups": "security_group",

@@ -1,6 +1,6 @@
 """The instance-type catalogue of the offline validation (instance_catalogue.json: moto's EC2 data, its
 version and date), and how a name it does not know is judged. Standard library only: it runs in the
-ParallelCluster venv (imported by pcluster_account.py) and in the app's.
+ParallelCluster venv (imported by account.py) and in the app's.
 
 EC2 launches instance types after any catalogue is made, so a name the catalogue lacks is not rejected when it
 could be a real type: a new size of a family of the newest generation of its series (``c8gn.64xlarge``), or a

@@ -1,11 +1,11 @@
 """Runs inside .venv-pcluster (aws-parallelcluster pins CDK v1, so it cannot share our venv).
 
 One JSON request per line on stdin, one JSON answer per line on stdout, until stdin closes; standard
-library, pcluster and moto only (no project imports; pcluster_account.py sits beside this file):
+library, pcluster and moto only (no project imports; account.py sits beside this file):
 - {"configs": [{"name", "cluster_name", "config", "kind"}]}: load each config with ParallelCluster's own
   ClusterSchema (or ImageBuilderSchema when kind is "image") -> {"version", "results": [{"name", "errors"}]}.
 - {"dryrun": {"region", "account", "clusters": [{"name", "cluster_name", "config"}]}}: every validator of
-  ``pcluster create-cluster --dryrun`` in a simulated account (pcluster_account.py)
+  ``pcluster create-cluster --dryrun`` in a simulated account (account.py)
   -> {"version", "results": [{"name", "findings", "stand_ins", "validators", "runs", "seconds"}]}.
 - {"patch": {"cluster_name", "base", "target", "running"}}: ParallelCluster's own ConfigPatch, offline
   -> {"version", "changes": [{"path", "key", "old", "new", "policy", "check", "reason", "action"}]}.
@@ -29,7 +29,7 @@ _WARMING = None
 
 def _build(region, account_file=None):
     global _SIMULATOR
-    from pcluster_account import Simulator
+    from account import Simulator
 
     _SIMULATOR = Simulator(region)
     if account_file:
