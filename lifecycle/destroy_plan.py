@@ -118,11 +118,6 @@ def refused_stack_deletions(templates: dict[str, dict[str, Any] | None], destroy
     return refused
 
 
-def plan(templates: dict[str, dict[str, Any] | None],
-         physical_ids: dict[str, dict[str, str]] | None = None) -> list[Item]:
-    return simulate(templates, physical_ids).items
-
-
 def _dependencies(resource: dict[str, Any]) -> set[str]:
     depends = resource.get("DependsOn", [])
     found = references(resource.get("Properties", {})) | set([depends] if isinstance(depends, str) else depends)

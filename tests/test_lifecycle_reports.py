@@ -9,7 +9,7 @@ import boto3
 import pytest
 
 from lifecycle.critical_path import critical_path
-from lifecycle.destroy_plan import deployed_physical_ids, plan, rules, simulate, to_text
+from lifecycle.destroy_plan import deployed_physical_ids, rules, simulate, to_text
 from lifecycle.templates import references
 from settings.context import REPO_ROOT
 from tests.conftest import BRIDGE, Synthesized, synth
@@ -118,8 +118,8 @@ def test_removal_commands_use_the_deployed_physical_ids(aws):
                         '{"Type": "AWS::S3::Bucket", "Properties": {"BucketName": "my-data"}}}}')
     ids = deployed_physical_ids()
     assert ids == {"PrereqStack": {"DataBucketBD860FE1": "my-data"}}
-    [bucket] = [i for i in plan({"PrereqStack": {"Resources": {"DataBucketBD860FE1": {
-        "Type": "AWS::S3::Bucket", "DeletionPolicy": "Retain"}}}}, ids) if i.kept]
+    [bucket] = [i for i in simulate({"PrereqStack": {"Resources": {"DataBucketBD860FE1": {
+        "Type": "AWS::S3::Bucket", "DeletionPolicy": "Retain"}}}}, ids).items if i.kept]
     assert bucket.removal_command().startswith("aws s3 rb s3://my-data --force")
 
 

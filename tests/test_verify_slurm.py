@@ -50,14 +50,14 @@ def checks(slurm: LocalSlurm, plan: list[str], **env: str) -> dict[str, CheckRes
     return results
 
 
-def plan(*lines: str, timeout: int = 120) -> list[str]:
+def checks_plan(*lines: str, timeout: int = 120) -> list[str]:
     return [f"user {USER}", f"timeout {timeout}", *lines]
 
 
 @pytest.fixture(scope="module")
 def healthy(slurm: LocalSlurm) -> dict[str, CheckResult]:
     """The whole run on a healthy one-node cluster: a static queue, /home mounted, nothing GPU or EFA."""
-    return checks(slurm, plan("queue debug 1 1 0 0 0", f"mount /home {fstype('/home')}"))
+    return checks(slurm, checks_plan("queue debug 1 1 0 0 0", f"mount /home {fstype('/home')}"))
 
 
 def test_slurm_is_up_with_every_partition(healthy):
@@ -91,20 +91,20 @@ def test_checks_that_do_not_apply_are_skipped_with_the_reason(healthy):
 
 
 def test_a_missing_partition_fails_the_slurm_check(slurm):
-    results = checks(slurm, plan("queue debug 1 1 0 0 0", "queue gpu 0 2 0 0 0", "only slurm"))
+    results = checks(slurm, checks_plan("queue debug 1 1 0 0 0", "queue gpu 0 2 0 0 0", "only slurm"))
     assert results["slurm"].status == "FAIL"
     assert results["slurm"].evidence == "partition gpu is missing or not up (partitions: debug)"
 
 
 def test_a_queue_that_claims_pyxis_without_the_plugin_fails(slurm):
-    results = checks(slurm, plan("queue debug 1 1 0 0 1", "only pyxis"))
+    results = checks(slurm, checks_plan("queue debug 1 1 0 0 1", "only pyxis"))
     assert results["pyxis:debug"].status == "FAIL"
     assert "srun has no --container-image: the Pyxis SPANK plugin is not loaded" in results["pyxis:debug"].evidence
 
 
 def test_an_efa_queue_without_an_efa_device_fails_with_fi_infos_answer(slurm):
     """The real fi_info (libfabric) on a machine without EFA: what a node would say if EFA were not set up."""
-    results = checks(slurm, plan("queue debug 1 1 1 0 0", "only efa"))
+    results = checks(slurm, checks_plan("queue debug 1 1 1 0 0", "only efa"))
     assert results["efa:debug"].status == "FAIL"
     assert results["efa:debug"].evidence.startswith("fi_info -p efa found no EFA provider")
 
@@ -113,12 +113,12 @@ def test_an_efa_device_passes_with_its_domain_as_evidence(slurm):
     fake = slurm.base / "fi_info"  # where the cluster user can run it; stands in for fi_info on an EFA node (its output format, libfabric 1.x)
     fake.write_text("#!/bin/sh\nprintf 'provider: efa\\n    fabric: efa\\n    domain: rdmap16s27-rdm\\n'\n")
     fake.chmod(0o755)
-    results = checks(slurm, plan("queue debug 1 1 1 0 0", "only efa"), FI_INFO=str(fake))
+    results = checks(slurm, checks_plan("queue debug 1 1 1 0 0", "only efa"), FI_INFO=str(fake))
     assert results["efa:debug"].status == "PASS" and results["efa:debug"].evidence == "domain: rdmap16s27-rdm"
 
 
 def test_a_gpu_queue_without_nccl_tests_is_skipped_with_the_fix(slurm):
-    results = checks(slurm, plan("queue debug 2 2 1 8 0", "only nccl"), ALL_REDUCE_PERF="/opt/none/all_reduce_perf")
+    results = checks(slurm, checks_plan("queue debug 2 2 1 8 0", "only nccl"), ALL_REDUCE_PERF="/opt/none/all_reduce_perf")
     assert results["nccl:debug"].status == "SKIP"
     assert "nccl-tests come with the custom image (scripts/build_ami.py)" in results["nccl:debug"].evidence
 
@@ -127,7 +127,7 @@ def test_the_wrong_file_system_and_an_unwritable_mount_fail(slurm):
     locked = slurm.base / "locked"
     locked.mkdir()
     locked.chmod(0o755)  # root's, no folder for the user
-    results = checks(slurm, plan("queue debug 1 1 0 0 0", "mount /home lustre", f"mount {locked} {fstype(str(locked))}",
+    results = checks(slurm, checks_plan("queue debug 1 1 0 0 0", "mount /home lustre", f"mount {locked} {fstype(str(locked))}",
                                  "only mounts"))
     evidence = results["mounts:head"].evidence
     assert results["mounts:head"].status == "FAIL"
@@ -142,7 +142,7 @@ def test_exports_are_written_and_imports_awaited(slurm, tmp_path: Path):
     imported.mkdir()
     arriving = imported / ".verify-import"
     threading.Timer(3, arriving.write_text, args=("from S3\n",)).start()  # as the Lustre import would
-    results = checks(slurm, plan("queue debug 1 1 0 0 0", f"export {exported}/.verify-export-1", f"await {arriving}",
+    results = checks(slurm, checks_plan("queue debug 1 1 0 0 0", f"export {exported}/.verify-export-1", f"await {arriving}",
                                  f"await {imported / 'never'}", "only exports,awaits", timeout=8))
     assert results[f"export-write:{exported}"].status == "PASS" and (exported / ".verify-export-1").exists()
     assert results[f"import:{arriving}"].status == "PASS"
@@ -160,7 +160,7 @@ def test_root_never_writes_or_removes_through_a_link_a_user_planted(slurm):
     victim.write_text("root's file\n")
     planted = exported / ".verify-export-1"
     subprocess.run(["runuser", "-u", USER, "--", "ln", "-s", str(victim), str(planted)], check=True)
-    results = checks(slurm, plan("queue debug 1 1 0 0 0", f"export {planted}", f"remove {planted}",
+    results = checks(slurm, checks_plan("queue debug 1 1 0 0 0", f"export {planted}", f"remove {planted}",
                                  "only exports,removes"))
     assert results[f"export-write:{exported}"].status == "FAIL"
     assert victim.read_text() == "root's file\n" and victim.exists()
@@ -170,7 +170,7 @@ def test_root_never_writes_or_removes_through_a_link_a_user_planted(slurm):
 def test_the_ssm_command_runs_the_script_under_sh(slurm, tmp_path: Path):
     """AWS-RunShellScript runs the commands with sh: the shipped command unpacks and runs this very script."""
     script = tmp_path / "command.sh"
-    script.write_text("\n".join(ssm_command(plan("queue debug 1 1 0 0 0", "only slurm"))) + "\n")
+    script.write_text("\n".join(ssm_command(checks_plan("queue debug 1 1 0 0 0", "only slurm"))) + "\n")
     started = time.monotonic()
     done = subprocess.run(["sh", str(script)], capture_output=True, text=True, env=slurm.env, timeout=120)
     assert done.returncode == 0, done.stderr
