@@ -13,7 +13,7 @@ from typing import Any, Callable
 from cluster_config.document import ConfigDocument, load_document
 from cluster_config.node_actions import object_key, script_digest
 from cluster_config.render import NODE_ACTION, PlaceholderValues, node_actions_used, render
-from cluster_config.stack_values import stand_ins
+from cluster_config.stack_values import BY_NAME, stand_ins
 from cluster_config.validation import Validation
 from settings.context import REPO_ROOT
 from settings.errors import ConfigError
@@ -45,8 +45,7 @@ def dummy_values(region: str, vpc_cidr: str, key_pair_name: str, context: Callab
     patterns and told apart in the rendered snapshot by their repeated hex digit (see DUMMY_LEGEND)."""
     stack = stand_ins(region=region, account=DUMMY_ACCOUNT, vpc_cidr=vpc_cidr, key_pair_name=key_pair_name,
                       node_actions=uses_node_actions)
-    scripts_bucket = stand_ins(region=region, account=DUMMY_ACCOUNT, vpc_cidr=vpc_cidr, key_pair_name=key_pair_name,
-                               node_actions=True)["ScriptsBucket"]
+    scripts_bucket = BY_NAME["ScriptsBucket"].stand_in
     return PlaceholderValues(stack=stack, context=context,
                              node_action_url=lambda script, fixed: f"s3://{scripts_bucket}/" + object_key(
                                  script, None if fixed else script_digest(NODE_ACTIONS_DIR / script)),

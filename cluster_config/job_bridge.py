@@ -17,6 +17,7 @@ import copy
 from typing import Any
 
 from cluster_config.document import ConfigDocument
+from cluster_config.node_actions import event_steps
 from job_bridge.submitters import Submitter
 
 EPILOG = "/opt/job-bridge/epilog"
@@ -42,9 +43,7 @@ def without_job_bridge(document: ConfigDocument) -> ConfigDocument:
     data = copy.deepcopy(document.data)
     head = data.setdefault("HeadNode", {})
     actions = head.setdefault("CustomActions", {})
-    current = actions.get("OnNodeUpdated") or {}
-    steps = current.get("Sequence") or ([{k: current[k] for k in ("Script", "Args") if k in current}]
-                                        if "Script" in current else [])
+    steps = event_steps(actions.get("OnNodeUpdated"))
     if UNINSTALL_STEP not in steps:
         actions["OnNodeUpdated"] = {"Sequence": [*steps, copy.deepcopy(UNINSTALL_STEP)]}
     _readable_scripts(head)
@@ -67,10 +66,7 @@ def users_step(submitters: tuple[Submitter, ...]) -> dict[str, Any]:
 def _add_users_step(queue: dict[str, Any], step: dict[str, Any]) -> None:
     """First in the queue's OnNodeStart: the users exist before slurmd and anything else on the node runs."""
     actions = queue.setdefault("CustomActions", {})
-    current = actions.get("OnNodeStart") or {}
-    steps = current.get("Sequence") or ([{k: current[k] for k in ("Script", "Args") if k in current}]
-                                        if "Script" in current else [])
-    actions["OnNodeStart"] = {"Sequence": [step, *steps]}
+    actions["OnNodeStart"] = {"Sequence": [step, *event_steps(actions.get("OnNodeStart"))]}
     _readable_scripts(queue)
 
 

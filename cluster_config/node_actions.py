@@ -52,7 +52,8 @@ def is_fixed_location(path: YamlPath) -> bool:
     return False
 
 
-def _steps(action: Any) -> list[dict[str, Any]]:
+def event_steps(action: Any) -> list[dict[str, Any]]:
+    """The steps of one custom-action event, single ``Script`` or ``Sequence``, as a list."""
     if not isinstance(action, dict):
         return []
     if "Sequence" in action:
@@ -64,11 +65,11 @@ def _mirror(section: Any) -> None:
     if not isinstance(section, dict) or not isinstance(section.get("CustomActions"), dict):
         return
     actions = section["CustomActions"]
-    ours = [copy.deepcopy(s) for s in _steps(actions.get("OnNodeConfigured"))
+    ours = [copy.deepcopy(s) for s in event_steps(actions.get("OnNodeConfigured"))
             if str(s.get("Script", "")).startswith(NODE_ACTION_PREFIX)]
     if not ours:
         return
-    existing = _steps(actions.get(UPDATE_EVENT))
+    existing = event_steps(actions.get(UPDATE_EVENT))
     wanted = [s for s in ours if s not in existing]
     if wanted:
         actions[UPDATE_EVENT] = {"Sequence": existing + wanted}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from settings.context import REPO_ROOT
 
@@ -37,50 +37,38 @@ def _deployed(stack: str) -> dict[str, Any] | None:
     return body if isinstance(body, dict) else json.loads(body)
 
 
+def _walk(value: Any) -> Iterator[dict[str, Any]]:
+    """Every mapping inside a template value (the value itself first)."""
+    if isinstance(value, dict):
+        yield value
+        for item in value.values():
+            yield from _walk(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _walk(item)
+
+
 def references(value: Any) -> set[str]:
     """Logical ids a value points at with Ref or Fn::GetAtt (pseudo parameters excluded)."""
     found: set[str] = set()
-    if isinstance(value, dict):
-        if isinstance(value.get("Ref"), str) and not value["Ref"].startswith("AWS::"):
-            found.add(value["Ref"])
-        if "Fn::GetAtt" in value:
-            target = value["Fn::GetAtt"]
+    for node in _walk(value):
+        if isinstance(node.get("Ref"), str) and not node["Ref"].startswith("AWS::"):
+            found.add(node["Ref"])
+        if "Fn::GetAtt" in node:
+            target = node["Fn::GetAtt"]
             found.add(target[0] if isinstance(target, list) else str(target).split(".")[0])
-        for item in value.values():
-            found |= references(item)
-    elif isinstance(value, list):
-        for item in value:
-            found |= references(item)
     return found
 
 
 def stack_outputs(value: Any) -> set[tuple[str, str]]:
     """(stack, output) pairs a value reads through CDK's weak cross-stack reference, Fn::GetStackOutput."""
-    found: set[tuple[str, str]] = set()
-    if isinstance(value, dict):
-        if "Fn::GetStackOutput" in value:
-            ref = value["Fn::GetStackOutput"]
-            found.add((ref["StackName"], ref["OutputName"]))
-        for item in value.values():
-            found |= stack_outputs(item)
-    elif isinstance(value, list):
-        for item in value:
-            found |= stack_outputs(item)
-    return found
+    return {(node["Fn::GetStackOutput"]["StackName"], node["Fn::GetStackOutput"]["OutputName"])
+            for node in _walk(value) if "Fn::GetStackOutput" in node}
 
 
 def imports(value: Any) -> set[str]:
     """Export names a value imports with Fn::ImportValue (a strong cross-stack reference)."""
-    found: set[str] = set()
-    if isinstance(value, dict):
-        if isinstance(value.get("Fn::ImportValue"), str):
-            found.add(value["Fn::ImportValue"])
-        for item in value.values():
-            found |= imports(item)
-    elif isinstance(value, list):
-        for item in value:
-            found |= imports(item)
-    return found
+    return {node["Fn::ImportValue"] for node in _walk(value) if isinstance(node.get("Fn::ImportValue"), str)}
 
 
 def exports(template: dict[str, Any] | None) -> dict[str, str]:

@@ -207,6 +207,14 @@ def test_job_bridge_uninstall_removes_everything_install_put_in_place(tmp_path: 
     assert [p for p in tmp_path.rglob("*") if not p.is_dir()] == []  # every file install wrote is gone
 
 
+@pytest.mark.parametrize("submitters", ["alice", "alice:jb-alice", "alice:bob:41234", "a b:jb-ab:41234;reboot"])
+def test_job_bridge_install_refuses_what_is_not_a_submitter_spec(tmp_path: Path, submitters: str):
+    result = subprocess.run(["bash", str(NODE_ACTIONS_DIR / "job_bridge.sh"), "install", "b", "jobs/", submitters],
+                            env={**os.environ, "ROOT": str(tmp_path)}, capture_output=True, text=True)
+    assert result.returncode == 2 and "not a submitter NAME:jb-USER:UID" in result.stderr, result.stderr
+    assert not (tmp_path / "etc" / "job-bridge.conf").exists()
+
+
 def test_job_bridge_usage_errors():
     result = subprocess.run(["bash", str(NODE_ACTIONS_DIR / "job_bridge.sh"), "install", "only-bucket"],
                             capture_output=True, text=True)

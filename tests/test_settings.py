@@ -251,3 +251,17 @@ def test_commands_read_context_only_through_settings():
                     "availability_zone", "vpc_cidr", "parallelcluster_version", "job_bridge_prefix"):
                 offenders.append(f"{relative}:{node.lineno} [{node.slice.value!r}]")
     assert offenders == []
+
+
+def test_an_acknowledgement_that_is_not_a_stack_and_logical_id_is_refused_with_the_fix():
+    from settings.lifecycle import LifecycleSettings
+
+    with pytest.raises(ConfigError) as info:
+        LifecycleSettings.from_context(ContextReader({"acknowledged_replacements": ["HomeFileSystem776A06C2"]}.get,
+                                                     shipped_context()))
+    message = str(info.value)
+    assert "context 'acknowledged_replacements'" in message and "'HomeFileSystem776A06C2', which is not a Stack/LogicalId" in message
+    assert "copy the keys scripts/replacement_guard.py prints" in message
+    assert LifecycleSettings.from_context(ContextReader(
+        {"acknowledged_replacements": ["PrereqStack/HomeFileSystem776A06C2"]}.get, shipped_context())
+    ).acknowledged_replacements == ("PrereqStack/HomeFileSystem776A06C2",)
