@@ -1,8 +1,9 @@
-"""Adds the job bridge (on-premises job submission through S3) to a cluster config: the head node may write and list the job
-prefix and use SSM, slurmctld runs the bridge's epilog, and every queue's nodes create the submitters'
-job users (``job_users.sh``, first in OnNodeStart: ParallelCluster's documentation names that event for
-creating users, it runs before the scheduler is configured) before they run jobs. Applied to the YAML data before rendering, so the
-rendered snapshot and every check see exactly what is deployed.
+"""Adds the job bridge (on-premises job submission through S3) to a cluster config: the head node may
+write and list the job prefix and use SSM, slurmctld runs the bridge's epilog, and every queue's nodes
+create the submitters' job users (``job_users.sh``, first in OnNodeStart: ParallelCluster's
+documentation names that event for creating users, it runs before the scheduler is configured).
+Applied to the YAML data before rendering, so the rendered snapshot and every check see exactly what is
+deployed.
 
 The bridge is installed on the head node by an SSM association (hpc_constructs/job_bridge.py), which
 also creates the job users there, not by a node action: a head node's OnNodeConfigured cannot change

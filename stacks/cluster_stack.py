@@ -9,11 +9,11 @@ from aws_cdk import CfnOutput, Fn, Stack, Token
 from constructs import Construct
 
 from cluster_config import NODE_ACTIONS_DIR, ConfigDocument, PlaceholderValues, node_actions_used, render
-from cluster_config.render import placeholders_in
-from cluster_config.stack_values import ALIASES, BY_NAME
 from cluster_config.job_bridge import USERS_SCRIPT, default_user
 from cluster_config.node_actions import object_key
 from cluster_config.provider import additional_iam_policies, load_contract
+from cluster_config.render import placeholders_in
+from cluster_config.stack_values import ALIASES, BY_NAME
 from hpc_constructs.data_repositories import DataRepositoryAssociations
 from hpc_constructs.job_bridge import JobBridge
 from hpc_constructs.node_actions import NodeActionScripts
