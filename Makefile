@@ -13,10 +13,12 @@ export AWS_EC2_METADATA_DISABLED := true
 
 install: $(VENV)/.installed $(PCLUSTER_VENV)/.installed node_modules/.installed
 
-# Re-installs when a requirements file changes; pip check keeps the resolved set honest.
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+# Re-installs when a requirements file changes; pip check keeps the resolved set honest. The project itself
+# goes in editable (no dependencies of its own): the user commands land in .venv/bin as hpc-* console scripts.
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	$(VENV)/bin/pip check
 	touch $@
 

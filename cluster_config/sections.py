@@ -1,5 +1,5 @@
 """Walking a native ParallelCluster config: the sections that launch instances and run custom actions.
-Used by the project rules, by `ops.py verify` and by the deploy's preflight, so the three agree on what
+Used by the project rules, by `hpc-ops verify` and by the deploy's preflight, so the three agree on what
 a queue, a login pool, a script step and an instance type are. Tolerant of malformed input: the schema
 reports that."""
 

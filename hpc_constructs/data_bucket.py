@@ -68,7 +68,7 @@ class DataBucket(Construct):
                                          True)
 
     def _admit_log_exports(self) -> None:
-        """CloudWatch Logs export tasks (`ops.py export-logs`) write as the logs service: it reads the bucket ACL
+        """CloudWatch Logs export tasks (`hpc-ops export-logs`) write as the logs service: it reads the bucket ACL
         and puts objects under the export prefix, for this account's log groups only (CloudWatch Logs' documented
         bucket policy for exports to S3)."""
         service = iam.ServicePrincipal(f"logs.{Aws.REGION}.amazonaws.com")

@@ -37,7 +37,7 @@ CATEGORIES = {
 UNSUPPORTED = "unsupported: new cluster needed"
 REPLACE_PATH = ("create a new cluster: set -c cluster_name=<new name> (CloudFormation creates it, then deletes the old "
                 "one; data on /fsx and /home stays in PrereqStack), or `cdk destroy ClusterStack` and deploy again")
-STOP_FLEET_PATH = "stop the fleet first (scripts/ops.py stop-fleet), deploy, then start it (scripts/ops.py start-fleet)"
+STOP_FLEET_PATH = "stop the fleet first (hpc-ops stop-fleet), deploy, then start it (hpc-ops start-fleet)"
 
 
 @dataclass
@@ -136,7 +136,7 @@ def _prereq_replacements(base: dict[str, Any] | None, target: dict[str, Any] | N
         if item.refused:
             result.refused = True
             result.notes.append(f"refused by CloudFormation while ClusterStack exists: {item.refused}; take the "
-                                "cluster off it first (scripts/replacement_guard.py says how)")
+                                "cluster off it first (hpc-replacement-guard says how)")
 
 
 def _replace_text(value: Any, old: str, new: str) -> Any:

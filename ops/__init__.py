@@ -1,1 +1,1 @@
-"""User commands against a deployed cluster (boto3), wrapped by scripts/ops.py."""
+"""User commands against a deployed cluster (boto3), wrapped by hpc-ops."""

@@ -51,6 +51,18 @@ def connect(region: str | None = None, profile: str | None = None) -> Session:
     return Session(session.region_name, session)
 
 
+def default_region() -> str | None:
+    """The region when none is passed: AWS_DEFAULT_REGION or AWS_REGION, else the one the app deploys to."""
+    if os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION"):
+        return None  # boto3 reads them itself
+    from settings import ConfigError, ConfigErrors, PrereqSettings, read
+
+    try:
+        return read(PrereqSettings).network.region or None
+    except (ConfigError, ConfigErrors):
+        return None  # cdk.json is broken: boto3's own default applies, and `cdk synth` says what to fix
+
+
 def outputs(aws: Session, stack: str) -> dict[str, str]:
     try:
         described = aws.client("cloudformation").describe_stacks(StackName=stack)["Stacks"][0]
@@ -177,7 +189,7 @@ def connect_command(aws: Session, ssh: bool, key_dir: Path, login: bool = False,
         return ["aws", "ssm", "start-session", "--region", aws.region, "--target", instance_id]
     key = key_dir / f"{_required(outputs(aws, 'PrereqStack'), KEY_PAIR_NAME, 'PrereqStack')}.pem"
     if not key.exists():
-        raise OpsError(f"no private key at {key}: run `scripts/ops.py fetch-key` first")
+        raise OpsError(f"no private key at {key}: run `hpc-ops fetch-key` first")
     reservations = aws.client("ec2").describe_instances(InstanceIds=[instance_id])["Reservations"]
     instance = reservations[0]["Instances"][0]
     address = instance.get("PublicIpAddress") or instance.get("PrivateIpAddress")

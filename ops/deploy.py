@@ -1,4 +1,4 @@
-"""`scripts/deploy.py`: `cdk deploy` with the steps a careful operator takes, in order.
+"""`hpc-deploy`: `cdk deploy` with the steps a careful operator takes, in order.
 
 1. synthesize once (the templates checked below are exactly the ones deployed: `cdk deploy --app cdk.out`);
 2. preflight against the account (ops/preflight.py, read-only);
@@ -7,7 +7,7 @@
 4. when the plan needs a stopped compute fleet: drain (--wait-for-jobs) or not (--stop-now), stop the
    fleet, deploy, and start the fleet again whatever the deploy did. A state file makes an interrupted
    run resumable: the next run finishes the deploy and starts the fleet; it is never left stopped silently;
-5. `ops.py verify`, unless --no-verify.
+5. `hpc-ops verify`, unless --no-verify.
 """
 
 from __future__ import annotations
@@ -156,8 +156,8 @@ class Deployer:
             return self._run()
         except KeyboardInterrupt:
             if self.state:
-                self.say(f"\ninterrupted while {self.state.data.get('phase')}: run scripts/deploy.py again to finish "
-                         "(it deploys and starts the compute fleet), or scripts/ops.py start-fleet")
+                self.say(f"\ninterrupted while {self.state.data.get('phase')}: run hpc-deploy again to finish "
+                         "(it deploys and starts the compute fleet), or hpc-ops start-fleet")
             return 130
 
     def _run(self) -> int:
@@ -217,7 +217,7 @@ class Deployer:
 
         self.title("verify")
         if not self.options.verify:
-            self.say("  skipped (--no-verify): run scripts/ops.py verify")
+            self.say("  skipped (--no-verify): run hpc-ops verify")
             return 0
         return self.steps.verify(self.aws)
 
@@ -234,7 +234,7 @@ class Deployer:
         from ops.cluster import outputs, _required
 
         instance = _required(outputs(self.aws, "ClusterStack"), HEAD_NODE_INSTANCE_ID, "ClusterStack")
-        status, stdout, stderr = run_shell(self.aws, instance, [SLURM_PATH, *commands], 600, "scripts/deploy.py",
+        status, stdout, stderr = run_shell(self.aws, instance, [SLURM_PATH, *commands], 600, "hpc-deploy",
                                            sleep=self.steps.sleep)
         if status != "Success":
             raise OpsError(f"`{'; '.join(commands)}` on the head node: {status}: {stderr[-300:]}")
@@ -275,7 +275,7 @@ class Deployer:
         while (status := fleet_status(self.aws, cluster)) != wanted:
             if self.steps.clock() - started >= self.options.fleet_timeout:
                 raise OpsError(f"the compute fleet is {status}, not {wanted}, after {self.options.fleet_timeout}s: "
-                               "see scripts/ops.py status")
+                               "see hpc-ops status")
             self.steps.sleep(self.options.poll)
         self.say(f"  compute fleet {wanted}")
 
@@ -297,7 +297,7 @@ class Deployer:
             self.say(f"  {set_fleet(self.aws, 'START_REQUESTED')}")
             self._wait_fleet(cluster, "RUNNING")
         except OpsError as error:
-            self.say(f"  could not start the fleet: {error}. Run scripts/ops.py start-fleet")
+            self.say(f"  could not start the fleet: {error}. Run hpc-ops start-fleet")
             return  # the state file stays: the next run tries again
         reservation = self.state.data.get("reservation")
         if reservation:

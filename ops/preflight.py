@@ -1,4 +1,4 @@
-"""Preflight for `scripts/deploy.py`: read-only questions to the account that ParallelCluster's offline
+"""Preflight for `hpc-deploy`: read-only questions to the account that ParallelCluster's offline
 validation cannot answer, asked about exactly the templates about to be deployed (a synthesized cdk.out).
 
 Each answer is a Finding; a FAIL names the context key or the config line to change. Nothing here

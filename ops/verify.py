@@ -1,4 +1,4 @@
-"""`scripts/ops.py verify`: proves a deployed cluster works, from the stack outputs and the deployed
+"""`hpc-ops verify`: proves a deployed cluster works, from the stack outputs and the deployed
 cluster config, through SSM Run Command on the head node (no SSH, no open ports).
 
 The checks that run on the cluster live in scripts/checks/verify_cluster.sh (tested against a real
@@ -146,7 +146,7 @@ def ssm_runner(aws: Session, instance_id: str, timeout: int, poll: float = 5.0,
     """Runs verify_cluster.sh on the head node through SSM Run Command (as root; it drops to the user)."""
 
     def run(plan: list[str]) -> str:
-        status, output, errors = run_shell(aws, instance_id, ssm_command(plan), timeout * 12, "scripts/ops.py verify",
+        status, output, errors = run_shell(aws, instance_id, ssm_command(plan), timeout * 12, "hpc-ops verify",
                                            poll, sleep)
         if status != "Success" and "RESULT\t" not in output:
             raise OpsError(f"the checks did not run on {instance_id} ({status}): {errors[-500:]}")
@@ -249,7 +249,7 @@ def _data_repositories(aws: Session, links: list[Association], lustre: str | Non
             objects.append((bucket, f"{prefix}{name}"))
         if link.imports:
             name = IMPORT_FILE.format(token=token)
-            s3.put_object(Bucket=bucket, Key=f"{prefix}{name}", Body=b"written by scripts/ops.py verify\n")
+            s3.put_object(Bucket=bucket, Key=f"{prefix}{name}", Body=b"written by hpc-ops verify\n")
             awaits.append(f"await {lustre}{link.file_system_path}/{name}")
     base = plan_lines(config, user, [], Options(timeout=options.dra_timeout))
     results += parse(run([*base, *awaits, *removes, "only awaits,removes"]))

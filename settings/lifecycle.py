@@ -1,4 +1,4 @@
-"""Settings of the lifecycle tools (scripts/replacement_guard.py, pr_report.py): what a change may replace."""
+"""Settings of the lifecycle tools (hpc-replacement-guard, hpc-pr-report): what a change may replace."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ class LifecycleSettings:
         for key in keys:
             if not isinstance(key, str) or not REPLACEMENT_KEY.match(key):
                 reader.fail("acknowledged_replacements", f"holds {key!r}, which is not a Stack/LogicalId",
-                            "copy the keys scripts/replacement_guard.py prints, e.g. \"PrereqStack/HomeFileSystem776A06C2\"",
+                            "copy the keys hpc-replacement-guard prints, e.g. \"PrereqStack/HomeFileSystem776A06C2\"",
                             value=keys)
         settings = cls(tuple(k for k in keys if isinstance(k, str)))
         reader.raise_if_errors()

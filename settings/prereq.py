@@ -15,7 +15,7 @@ from typing import Any
 from settings.context import ContextReader
 
 DATA_BUCKET_PLACEHOLDER = "${DataBucket}"
-# Where `ops.py export-logs` has CloudWatch Logs write the cluster's logs in the data bucket (the bucket policy
+# Where `hpc-ops export-logs` has CloudWatch Logs write the cluster's logs in the data bucket (the bucket policy
 # lets the logs service write there and nowhere else).
 CLUSTER_LOGS_PREFIX = "cluster-logs"
 

@@ -23,6 +23,10 @@ from settings.context import shipped_context  # noqa: E402
 from stacks.app_builder import synthesize  # noqa: E402
 
 
+# The user commands, the boto3 and template code behind them, and the developer tools: where a knob or a stack
+# output must be read through settings/ and stack_values, never spelled out.
+COMMAND_ROOMS = ("commands", "ops", "lifecycle", "job_bridge", "scripts")
+
 # The job bridge needs the roles allowed to submit (job_bridge_submitters).
 BRIDGE = {"job_bridge": True, "job_bridge_submitters": ["arn:aws:iam::123456789012:role/onprem-submitter"]}
 
@@ -45,6 +49,16 @@ class Synthesized:
 
     def template(self, name: str) -> Template:
         return self.templates[name]
+
+
+def installed_command(name: str) -> str:
+    """The console script `make install` puts beside this venv's python (pyproject.toml's [project.scripts])."""
+    import sys
+    from pathlib import Path
+
+    path = Path(sys.executable).parent / name
+    assert path.exists(), f"{path} is missing: run `make install` (it installs this project's commands)"
+    return str(path)
 
 
 @lru_cache(maxsize=None)

@@ -1,4 +1,4 @@
-"""scripts/deploy.py end to end without AWS: moto holds the stacks' outputs, the bootstrap parameter and
+"""hpc-deploy end to end without AWS: moto holds the stacks' outputs, the bootstrap parameter and
 ParallelCluster's compute-fleet table; ParallelCluster's own update policies (the real ConfigPatch, through
 the update preview) decide whether the fleet must stop; `cdk deploy`, the head node's Slurm and
 ParallelCluster's fleet daemon are stand-ins that record what they were asked.
@@ -183,7 +183,7 @@ def test_an_interrupted_deploy_is_finished_by_the_next_run(account, base, new_in
     world = World(tmp_path, base, new_instance_type, deploy_results=[KeyboardInterrupt()])
     assert world.run(monkeypatch, stop_now=True) == 130
     assert fleet() == "STOPPED" and world.state.data["phase"] == "deploying"
-    assert "run scripts/deploy.py again to finish" in world.out.getvalue()
+    assert "run hpc-deploy again to finish" in world.out.getvalue()
     # The next run, even without a flag, knows the fleet is stopped by the last one: deploy, then start it.
     again = World(tmp_path, base, new_instance_type)
     again.state = DeployState(world.state.path)
@@ -214,13 +214,13 @@ def test_a_first_deploy_creates_the_cluster(account, base, tmp_path, monkeypatch
 
 
 def test_help_has_examples(capsys):
-    from scripts import deploy
+    from commands import deploy
 
     with pytest.raises(SystemExit) as exit_:
         deploy.main(["--help"])
     assert exit_.value.code == 0
     text = capsys.readouterr().out
-    for example in ("scripts/deploy.py --wait-for-jobs", "scripts/deploy.py --stop-now", "--skip openzfs"):
+    for example in ("hpc-deploy --wait-for-jobs", "hpc-deploy --stop-now", "--skip openzfs"):
         assert example in text
 
 
@@ -238,14 +238,14 @@ def test_the_real_deploy_step_deploys_the_checked_assembly(monkeypatch, tmp_path
 
 
 def test_no_credentials_is_one_sentence(capsys, no_aws_credentials):
-    from scripts import deploy
+    from commands import deploy
 
     assert deploy.main(["--region", "us-east-1"]) == 1
     assert capsys.readouterr().err.startswith("error: no AWS credentials found")
 
 
 def test_a_context_pair_without_a_value_is_refused(capsys):
-    from scripts import deploy
+    from commands import deploy
 
     with pytest.raises(SystemExit) as exit_:
         deploy.main(["-c", "cluster_config"])

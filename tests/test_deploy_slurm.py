@@ -1,4 +1,4 @@
-"""The drain of `scripts/deploy.py --wait-for-jobs`, as Slurm itself answers (Debian's slurm-wlm on
+"""The drain of `hpc-deploy --wait-for-jobs`, as Slurm itself answers (Debian's slurm-wlm on
 localhost): the reservation is accepted, a running job goes on, a new job does not start, the running
 count is what the deploy waits on, and removing the reservation lets the pending job start."""
 

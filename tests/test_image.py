@@ -12,7 +12,8 @@ from botocore.stub import Stubber
 
 from cluster_config import image
 from cluster_config.image import (COMPONENT_DIR, INCLUDE, load_image_config, render_component, validate_image)
-from scripts import build_ami
+from commands import build_ami
+from ops import image as image_builder
 from settings.context import REPO_ROOT
 from settings.errors import ConfigError, ConfigErrors
 from tests.conftest import Synthesized, synth
@@ -119,7 +120,7 @@ case "$1" in
 esac
 """)
     fake.chmod(0o755)
-    monkeypatch.setattr(build_ami, "PCLUSTER", str(fake))
+    monkeypatch.setattr(image_builder, "PCLUSTER", str(fake))
     assert build_ami.main(["--image-id", "img-1", "--poll-seconds", "0"]) == 0
     out = capsys.readouterr().out
     assert "AMI ami-0fedcba9876543210" in out and "-c CUSTOM_AMI=ami-0fedcba9876543210" in out
@@ -137,6 +138,6 @@ def test_failed_build_says_how_to_see_why(monkeypatch, tmp_path: Path):
     fake.write_text("#!/bin/bash\necho '{\"imageBuildStatus\": \"BUILD_FAILED\", "
                     "\"imagebuilderImageStatusReason\": \"component hpc-tools failed\"}'\n")
     fake.chmod(0o755)
-    monkeypatch.setattr(build_ami, "PCLUSTER", str(fake))
-    with pytest.raises(build_ami.OpsError, match="ended in BUILD_FAILED: component hpc-tools failed"):
-        build_ami.wait_for_image("img", "us-east-1", 0)
+    monkeypatch.setattr(image_builder, "PCLUSTER", str(fake))
+    with pytest.raises(image_builder.OpsError, match="ended in BUILD_FAILED: component hpc-tools failed"):
+        image_builder.wait_for_image("img", "us-east-1", 0)

@@ -246,7 +246,7 @@ def test_status_shows_the_sbatch_error(store: JobStore):
 
 
 def test_client_without_credentials(capsys, no_aws_credentials):
-    from scripts import job_client
+    from commands import job_client
 
     assert job_client.main(["--region", "us-east-1", "--bucket", "b", "status", "j"]) == 1
     assert capsys.readouterr().err.startswith("error: no AWS credentials found")

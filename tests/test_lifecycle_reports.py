@@ -102,7 +102,7 @@ def test_the_readme_destroy_section_is_the_simulated_plan(default_app: Synthesiz
     readme = (REPO_ROOT / "docs" / "deploy.md").read_text()
     block = readme.split("<!-- destroy-plan:start -->\n```text\n", 1)[1].split("```\n<!-- destroy-plan:end -->", 1)[0]
     assert block == to_text(simulate(templates_of(default_app))), (
-        "docs/deploy.md's destroy plan is stale: paste the output of scripts/destroy_plan.py")
+        "docs/deploy.md's destroy plan is stale: paste the output of hpc-destroy-plan")
 
 
 def test_every_rule_names_its_source():

@@ -13,7 +13,7 @@ import pytest
 from cluster_config import NODE_ACTIONS_DIR
 from settings.context import REPO_ROOT
 
-# Node actions run on every node; the checks run on the head node (ops.py verify): both are shellcheck clean.
+# Node actions run on every node; the checks run on the head node (hpc-ops verify): both are shellcheck clean.
 SCRIPTS = sorted(NODE_ACTIONS_DIR.glob("*.sh")) + sorted((REPO_ROOT / "scripts" / "checks").glob("*.sh"))
 SHELLCHECK = shutil.which("shellcheck", path=str(REPO_ROOT / ".venv" / "bin")) or shutil.which("shellcheck")
 

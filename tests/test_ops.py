@@ -9,7 +9,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from scripts import ops
+from commands import ops
 
 CLUSTER = "hpc-cluster"
 PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nfake\n-----END OPENSSH PRIVATE KEY-----"
@@ -119,7 +119,7 @@ def test_connect_to_a_login_node_by_the_tags_parallelcluster_gives_it(deployed, 
 def test_connect_over_ssh_needs_the_key_first(deployed, capsys, monkeypatch, tmp_path: Path):
     monkeypatch.setenv("HOME", str(tmp_path))
     code, _, err = run(capsys, "connect", "--ssh", "--print")
-    assert code == 1 and "run `scripts/ops.py fetch-key` first" in err
+    assert code == 1 and "run `hpc-ops fetch-key` first" in err
     run(capsys, "fetch-key", "--dir", str(tmp_path / ".ssh"))
     code, out, _ = run(capsys, "connect", "--ssh", "--print")
     assert code == 0 and out.startswith(f"ssh -i {tmp_path}/.ssh/PrereqStack-cluster.pem ubuntu@")

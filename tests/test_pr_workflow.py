@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,7 @@ import yaml
 
 from lifecycle.templates import SNAPSHOT_DIR, SNAPSHOT_FILES
 from settings.context import REPO_ROOT
-from tests.conftest import Synthesized, synth
+from tests.conftest import Synthesized, installed_command, synth
 
 WORKFLOW = REPO_ROOT / ".github" / "workflows" / "pull-request.yml"
 CHECK_JSONSCHEMA = REPO_ROOT / ".venv" / "bin" / "check-jsonschema"
@@ -31,7 +30,7 @@ def test_workflow_installs_with_the_readme_command_and_posts_the_report():
     steps = workflow["jobs"]["report"]["steps"]
     runs = [step.get("run", "") for step in steps]
     assert "make test" in runs
-    assert any("scripts/pr_report.py --base-ref" in run for run in runs)
+    assert any("hpc-pr-report --base-ref" in run for run in runs)
     assert any("GITHUB_STEP_SUMMARY" in run for run in runs)  # where a fork's report goes
     comment = workflow["jobs"]["comment"]
     assert any("gh pr comment" in step.get("run", "") for step in comment["steps"])
@@ -43,7 +42,7 @@ SAME_REPOSITORY = "github.event.pull_request.head.repo.full_name == github.repos
 
 
 def test_the_pull_requests_code_never_runs_with_a_token_that_can_write():
-    """The report job runs the pull request's code (make test, pr_report.py): read-only token, not persisted in
+    """The report job runs the pull request's code (make test, hpc-pr-report): read-only token, not persisted in
     .git/config where that code could read it. The job that writes (the comment) checks nothing out and runs no
     code of the pull request."""
     workflow = yaml.safe_load(WORKFLOW.read_text())
@@ -78,7 +77,7 @@ def test_report_shows_diff_update_policies_guard_and_critical_path(tmp_path: Pat
     for stack, name in SNAPSHOT_FILES.items():
         shutil.copy(SNAPSHOT_DIR / name, base / f"{stack}.template.json")
     head = write_assembly(synth(HEAD_NODE_INSTANCE_TYPE="c5.18xlarge", availability_zone="us-east-1b"), tmp_path / "head")
-    result = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "pr_report.py"), "--base", str(base), "--head",
+    result = subprocess.run([installed_command("hpc-pr-report"), "--base", str(base), "--head",
                              str(head), "--output", str(tmp_path / "report.md")], capture_output=True, text=True)
     assert result.returncode == 1, result.stderr
     report = (tmp_path / "report.md").read_text()

@@ -1,4 +1,4 @@
-"""Preflight of scripts/deploy.py, on the synthesized templates of the shipped configs: moto answers for
+"""Preflight of hpc-deploy, on the synthesized templates of the shipped configs: moto answers for
 CloudFormation, SSM and EC2's instance-type offerings; capacity reservations and Service Quotas, which moto
 does not emulate, are stubbed with botocore's Stubber (responses validated against the real API models)."""
 

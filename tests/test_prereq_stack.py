@@ -276,7 +276,7 @@ def test_outputs_have_stable_export_names(prereq: Template):
 
 
 def test_cloudwatch_logs_may_write_exports_under_the_prefix_export_logs_uses(prereq: Template):
-    """`ops.py export-logs` asks CloudWatch Logs to write into the data bucket: the logs service reads the ACL and
+    """`hpc-ops export-logs` asks CloudWatch Logs to write into the data bucket: the logs service reads the ACL and
     puts objects under cluster-logs/ only, for this account's log groups."""
     import inspect
 

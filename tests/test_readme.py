@@ -6,7 +6,7 @@ import re
 
 from scripts.architecture_diagram import README, mermaid, readme_block
 from settings.context import REPO_ROOT
-from tests.conftest import Synthesized
+from tests.conftest import Synthesized, installed_command
 
 
 def test_readme_diagram_matches_the_synthesized_app(default_app: Synthesized):
@@ -50,11 +50,11 @@ def test_the_readmes_verify_sample_is_what_verify_prints():
 
 def test_the_readmes_day2_commands_exist_with_help():
     import subprocess
-    import sys
 
-    for command in (["scripts/deploy.py", "--help"], ["scripts/ops.py", "verify", "--help"],
-                    ["scripts/ops.py", "connect", "--help"]):
-        done = subprocess.run([sys.executable, *command], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    for command in (["hpc-deploy", "--help"], ["hpc-ops", "verify", "--help"],
+                    ["hpc-ops", "connect", "--help"]):
+        done = subprocess.run([installed_command(command[0]), *command[1:]], cwd=REPO_ROOT, capture_output=True,
+                              text=True, timeout=60)
         assert done.returncode == 0 and "usage:" in done.stdout, (command, done.stderr)
         assert command[0] in README.read_text()
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 import copy
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 from lifecycle.replacement_guard import replacements, report, unacknowledged
 from lifecycle.templates import STACKS, load_template
 from settings.context import REPO_ROOT
-from tests.conftest import Synthesized, synth
+from tests.conftest import Synthesized, installed_command, synth
 
 
 def found_for(app: Synthesized) -> list:
@@ -86,7 +85,7 @@ def test_command_fails_and_names_the_acknowledgement(tmp_path: Path):
     app = synth(availability_zone="us-east-1b")
     for stack in STACKS:
         (tmp_path / f"{stack}.template.json").write_text(json.dumps(app.template(stack).to_json()))
-    result = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "replacement_guard.py"), "--target",
+    result = subprocess.run([installed_command("hpc-replacement-guard"), "--target",
                              str(tmp_path)], capture_output=True, text=True)
     assert result.returncode == 1, result.stderr
     assert "REFUSED      PrereqStack/LustreFileSystem" in result.stdout and "`cdk destroy ClusterStack`" in result.stdout

@@ -9,6 +9,7 @@ import pytest
 
 from settings import ConfigError, ConfigErrors, ContextReader, PrereqSettings, shipped_context
 from settings.prereq import DataRepositoryAssociationSettings
+from tests.conftest import COMMAND_ROOMS
 
 
 def load(cdk_json: dict[str, Any] | None = None, **given: Any) -> PrereqSettings:
@@ -234,14 +235,14 @@ def test_every_knob_of_every_settings_class_is_in_cdk_json_with_its_default_and_
 def test_commands_read_context_only_through_settings():
     """Knobs are read with the app's own defaults and errors (settings.read), not from cdk.json by hand. Three tools
     hand cdk.json's whole context on, as the CDK CLI would: to an app they synthesize, or to an image config whose
-    UPPER_CASE ${PLACEHOLDERS} come from context (build_ami.py)."""
+    UPPER_CASE ${PLACEHOLDERS} come from context (hpc-build-ami)."""
     import ast
 
     from settings.context import REPO_ROOT
 
-    synthesizing = {"scripts/architecture_diagram.py", "scripts/benchmark_synth.py", "scripts/build_ami.py"}
+    synthesizing = {"scripts/architecture_diagram.py", "scripts/benchmark_synth.py", "hpc-build-ami"}
     offenders = []
-    for path in [*sorted((REPO_ROOT / "ops").glob("*.py")), *sorted((REPO_ROOT / "scripts").glob("*.py"))]:
+    for path in sorted(p for room in COMMAND_ROOMS for p in (REPO_ROOT / room).glob("*.py")):
         relative = str(path.relative_to(REPO_ROOT))
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")) == "shipped_context":
@@ -261,7 +262,7 @@ def test_an_acknowledgement_that_is_not_a_stack_and_logical_id_is_refused_with_t
                                                      shipped_context()))
     message = str(info.value)
     assert "context 'acknowledged_replacements'" in message and "'HomeFileSystem776A06C2', which is not a Stack/LogicalId" in message
-    assert "copy the keys scripts/replacement_guard.py prints" in message
+    assert "copy the keys hpc-replacement-guard prints" in message
     assert LifecycleSettings.from_context(ContextReader(
         {"acknowledged_replacements": ["PrereqStack/HomeFileSystem776A06C2"]}.get, shipped_context())
     ).acknowledged_replacements == ("PrereqStack/HomeFileSystem776A06C2",)

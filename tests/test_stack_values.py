@@ -11,7 +11,7 @@ from cluster_config import stack_values
 from cluster_config.render import ALIASES, STACK_VALUE_NAMES
 from cluster_config.stack_values import APP, BY_NAME, CLUSTER, PREREQ, VALUES
 from settings.context import REPO_ROOT
-from tests.conftest import BRIDGE, synth
+from tests.conftest import BRIDGE, COMMAND_ROOMS, synth
 
 VARIANTS = [{}, BRIDGE, {"slurm_accounting": True, "secondary_availability_zone": "us-east-1b"},
             {"openzfs_deployment_type": "MULTI_AZ_1", "openzfs_throughput_mbps": 160,
@@ -61,11 +61,11 @@ def test_placeholders_and_aliases_come_from_the_declaration():
 
 
 def test_commands_read_outputs_by_the_declared_names_not_by_literals():
-    """ops/ and scripts/ name outputs through stack_values' constants: a renamed output breaks an import, not a
+    """The commands and the code behind them name outputs through stack_values' constants: a renamed output breaks an import, not a
     deployed cluster at run time."""
     names = {v.name for v in VALUES if v.output}
     offenders = []
-    for path in [*sorted((REPO_ROOT / "ops").glob("*.py")), *sorted((REPO_ROOT / "scripts").glob("*.py"))]:
+    for path in sorted(p for room in COMMAND_ROOMS for p in (REPO_ROOT / room).glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Constant) and node.value in names:
                 offenders.append(f"{Path(path).relative_to(REPO_ROOT)}:{node.lineno} {node.value!r}")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ from cluster_config import NODE_ACTIONS_DIR
 from cluster_config.node_actions import script_digest
 from lifecycle.update_preview import REPLACE_PATH, preview, to_markdown, to_terminal
 from settings.context import REPO_ROOT
-from tests.conftest import BRIDGE, Synthesized, synth
+from tests.conftest import BRIDGE, Synthesized, installed_command, synth
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +70,7 @@ def test_command_compares_template_files_and_fails_on_unsupported(base: dict, tm
     (tmp_path / "base").mkdir()
     (tmp_path / "base" / "ClusterStack.template.json").write_text(json.dumps(base))
     (tmp_path / "head.json").write_text(json.dumps(target(HEAD_NODE_INSTANCE_TYPE="c5.18xlarge")))
-    result = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "update_preview.py"), "--base",
+    result = subprocess.run([installed_command("hpc-update-preview"), "--base",
                              str(tmp_path / "base"), "--target", str(tmp_path / "head.json"), "--markdown"],
                             capture_output=True, text=True)
     assert result.returncode == 1, result.stderr
@@ -128,7 +127,7 @@ def test_editing_a_head_node_script_is_an_in_place_update(base: dict, tmp_path: 
 def test_command_shows_a_script_edit_and_exits_0(base: dict, tmp_path: Path, monkeypatch):
     (tmp_path / "base.json").write_text(json.dumps(base))
     (tmp_path / "edited.json").write_text(json.dumps(synth_with_edited_script(tmp_path, monkeypatch)))
-    result = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "update_preview.py"), "--base",
+    result = subprocess.run([installed_command("hpc-update-preview"), "--base",
                              str(tmp_path / "base.json"), "--target", str(tmp_path / "edited.json")],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -1,4 +1,4 @@
-"""`ops.py verify`, the AWS side, on moto: the plan comes from the synthesized ClusterStack template (as
+"""`hpc-ops verify`, the AWS side, on moto: the plan comes from the synthesized ClusterStack template (as
 CloudFormation returns it) and the stack outputs; EC2's instance-type data gives GPU counts; the S3 half
 of the Lustre round trip and the job bridge go through moto's S3; SSM Run Command is stubbed with
 botocore's Stubber against the real SSM API model. The head-node script itself runs on a real Slurm in
@@ -231,7 +231,7 @@ def test_the_checks_run_through_ssm_run_command_and_are_followed_until_done(aws)
     output = "RESULT\tslurm\tPASS\t0\tpartitions up: gpu\n"
     with Stubber(ssm) as stub:
         stub.add_response("send_command", {"Command": {"CommandId": "8b6c1e2a-0000-4000-8000-000000000001"}}, {
-            "InstanceIds": [HEAD_NODE], "DocumentName": "AWS-RunShellScript", "Comment": "scripts/ops.py verify",
+            "InstanceIds": [HEAD_NODE], "DocumentName": "AWS-RunShellScript", "Comment": "hpc-ops verify",
             "TimeoutSeconds": 60, "Parameters": {"commands": _Any(), "executionTimeout": ["1200"]}})
         stub.add_client_error("get_command_invocation", "InvocationDoesNotExist")
         stub.add_response("get_command_invocation", {"Status": "InProgress"})
@@ -272,7 +272,7 @@ class _Any:
 
 # -- the command line --------------------------------------------------------------------------------------
 def test_verify_prints_a_table_and_exits_1_on_a_failure(aws, capsys, monkeypatch):
-    from scripts import ops
+    from commands import ops
 
     failing = [CheckResult("slurm", "PASS", 0, "partitions up: debug"), CheckResult("srun:debug", "FAIL", 901,
                                                                                    "srun -p debug -N 2 failed")]

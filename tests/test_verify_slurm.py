@@ -1,4 +1,4 @@
-"""The head-node checks of `ops.py verify` for real: scripts/checks/verify_cluster.sh runs as SSM Run
+"""The head-node checks of `hpc-ops verify` for real: scripts/checks/verify_cluster.sh runs as SSM Run
 Command runs it (root, plan on stdin) against Debian's Slurm on localhost, and does its Slurm work as a
 non-root cluster user. Everything one machine can show runs here: sinfo, srun, sbatch, salloc, the
 distributed job, mounts (with the file system type findmnt reports), writes for the S3 export, waits for
@@ -120,7 +120,7 @@ def test_an_efa_device_passes_with_its_domain_as_evidence(slurm):
 def test_a_gpu_queue_without_nccl_tests_is_skipped_with_the_fix(slurm):
     results = checks(slurm, checks_plan("queue debug 2 2 1 8 0", "only nccl"), ALL_REDUCE_PERF="/opt/none/all_reduce_perf")
     assert results["nccl:debug"].status == "SKIP"
-    assert "nccl-tests come with the custom image (scripts/build_ami.py)" in results["nccl:debug"].evidence
+    assert "nccl-tests come with the custom image (hpc-build-ami)" in results["nccl:debug"].evidence
 
 
 def test_the_wrong_file_system_and_an_unwritable_mount_fail(slurm):

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # shellcheck disable=SC2317  # the check_* functions are called by name, from the list at the end
-# Checks that a deployed cluster works, run on the head node by `scripts/ops.py verify` through SSM Run
+# Checks that a deployed cluster works, run on the head node by `hpc-ops verify` through SSM Run
 # Command (as root; Slurm commands and file writes as the cluster's user). The plan comes on stdin, one
 # item per line (ops.py derives it from the deployed cluster config):
 #
@@ -301,7 +301,7 @@ check_nccl() {  # a short all_reduce across 2 nodes, one rank per GPU (nccl-test
       continue
     fi
     if ! as_user "$SRUN" -p "$name" -N 1 test -x "$program" 2> /dev/null; then
-      report "nccl:$name" SKIP "$started" "no $program on the nodes: nccl-tests come with the custom image (scripts/build_ami.py)"
+      report "nccl:$name" SKIP "$started" "no $program on the nodes: nccl-tests come with the custom image (hpc-build-ami)"
       continue
     fi
     if ! out="$(as_user "$SRUN" -p "$name" -N 2 --ntasks-per-node="$gpus" --gpus-per-node="$gpus" --mpi=pmix \

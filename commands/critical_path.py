@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Deploy critical path: the slow resources (FSx, DRAs, the cluster) that run in series, with
 typical durations. Reads a cdk.out directory (default: synthesize the working tree)."""
 
@@ -9,11 +8,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from lifecycle.critical_path import critical_path, to_text  # noqa: E402
-from lifecycle.synth import synth  # noqa: E402
-from lifecycle.templates import STACKS, load_template  # noqa: E402
+from lifecycle.critical_path import critical_path, to_text
+from lifecycle.synth import synth
+from lifecycle.templates import STACKS, load_template
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,9 +1,8 @@
-#!/usr/bin/env python3
 """Fails when a change would replace or delete a resource that holds data, unless acknowledged.
 
-    scripts/replacement_guard.py                          # working tree vs the committed snapshots
-    scripts/replacement_guard.py --base cdk.out.base --target cdk.out    # what the PR workflow runs
-    scripts/replacement_guard.py --base deployed          # working tree vs the deployed stacks
+    hpc-replacement-guard                          # working tree vs the committed snapshots
+    hpc-replacement-guard --base cdk.out.base --target cdk.out    # what the PR workflow runs
+    hpc-replacement-guard --base deployed          # working tree vs the deployed stacks
 
 Acknowledge an intended replacement in cdk.json: "acknowledged_replacements": ["PrereqStack/<LogicalId>"].
 """
@@ -15,13 +14,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from lifecycle.replacement_guard import replacements, report, unacknowledged  # noqa: E402
-from lifecycle.synth import synth  # noqa: E402
-from lifecycle.templates import STACKS, load_template  # noqa: E402
-from settings import read  # noqa: E402
-from settings.lifecycle import LifecycleSettings  # noqa: E402
+from lifecycle.replacement_guard import replacements, report, unacknowledged
+from lifecycle.synth import synth
+from lifecycle.templates import STACKS, load_template
+from settings import read
+from settings.lifecycle import LifecycleSettings
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,9 +1,8 @@
-#!/usr/bin/env python3
 """Preview a cluster update: per changed key, ParallelCluster's update policy (offline ConfigPatch).
 
-    scripts/update_preview.py --base-ref origin/main            # this branch vs the base branch
-    scripts/update_preview.py --base deployed                   # this branch vs the deployed ClusterStack
-    scripts/update_preview.py --base cdk.out.base --target cdk.out --markdown   # what the PR workflow runs
+    hpc-update-preview --base-ref origin/main            # this branch vs the base branch
+    hpc-update-preview --base deployed                   # this branch vs the deployed ClusterStack
+    hpc-update-preview --base cdk.out.base --target cdk.out --markdown   # what the PR workflow runs
 
 SOURCE is a cdk.out directory, a ClusterStack template file, `snapshot` (the committed template) or
 `deployed` (needs AWS credentials).
@@ -18,11 +17,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from lifecycle.synth import synth  # noqa: E402
-from lifecycle.templates import load_template  # noqa: E402
-from lifecycle.update_preview import preview, to_markdown, to_terminal  # noqa: E402
+from lifecycle.synth import synth
+from lifecycle.templates import load_template
+from lifecycle.update_preview import preview, to_markdown, to_terminal
 
 
 def context_pairs(pairs: list[str]) -> dict[str, str]:

@@ -1,9 +1,8 @@
-#!/usr/bin/env python3
 """Simulates `cdk destroy`: whether it completes, what it deletes and keeps, and how to remove what remains.
 
-    scripts/destroy_plan.py                 # from a fresh synth of the working tree
-    scripts/destroy_plan.py --source cdk.out
-    scripts/destroy_plan.py --deployed      # also fill in physical ids from the deployed stacks
+    hpc-destroy-plan                 # from a fresh synth of the working tree
+    hpc-destroy-plan --source cdk.out
+    hpc-destroy-plan --deployed      # also fill in physical ids from the deployed stacks
 """
 
 from __future__ import annotations
@@ -13,11 +12,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from lifecycle.destroy_plan import DESTROY_ORDER, deployed_physical_ids, simulate, to_text  # noqa: E402
-from lifecycle.synth import synth  # noqa: E402
-from lifecycle.templates import load_template  # noqa: E402
+from lifecycle.destroy_plan import DESTROY_ORDER, deployed_physical_ids, simulate, to_text
+from lifecycle.synth import synth
+from lifecycle.templates import load_template
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Deploy (or update) PrereqStack and ClusterStack the careful way, each step shown as it runs:
 
   1. synthesize once: what is checked is what is deployed (cdk deploy --app <that cdk.out>)
@@ -7,15 +6,15 @@
   3. update plan: ParallelCluster's update policy for every changed key (an unsupported change stops)
   4. deploy; when the plan needs the compute fleet stopped: drain or stop it, deploy, start it again
      (also after a failed deploy; an interrupted run is finished by the next one)
-  5. scripts/ops.py verify
+  5. hpc-ops verify
 
 examples:
-  scripts/deploy.py                                  first deploy, or an update that applies live
-  scripts/deploy.py --wait-for-jobs                  an update that needs the fleet stopped: let jobs finish
-  scripts/deploy.py --stop-now                       ... stop it now (running jobs are requeued or lost)
-  scripts/deploy.py -c cluster_config=gpu-p5 -c CAPACITY_RESERVATION_ID=cr-0123456789abcdef0
-  scripts/deploy.py --yes --no-verify                in CI: no approval prompt, no verification
-  scripts/deploy.py --skip openzfs                   skip a preflight check (its data may be stale)
+  hpc-deploy                                  first deploy, or an update that applies live
+  hpc-deploy --wait-for-jobs                  an update that needs the fleet stopped: let jobs finish
+  hpc-deploy --stop-now                       ... stop it now (running jobs are requeued or lost)
+  hpc-deploy -c cluster_config=gpu-p5 -c CAPACITY_RESERVATION_ID=cr-0123456789abcdef0
+  hpc-deploy --yes --no-verify                in CI: no approval prompt, no verification
+  hpc-deploy --skip openzfs                   skip a preflight check (its data may be stale)
 
 The region defaults to AWS_DEFAULT_REGION, else the region of availability_zone in cdk.json.
 """
@@ -27,11 +26,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from ops.cluster import OpsError, connect  # noqa: E402
-from ops.deploy import Deployer, Options, default_steps  # noqa: E402
-from scripts.ops import default_region  # noqa: E402
+from ops.cluster import OpsError, connect, default_region
+from ops.deploy import Deployer, Options, default_steps
 
 CHECKS = ("region", "bootstrap", "instance-types", "capacity", "openzfs", "vcpu-quota", "cluster-name")
 
@@ -48,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     fleet.add_argument("--stop-now", action="store_true", help="if the fleet must stop: stop it without waiting")
     parser.add_argument("--drain-timeout", type=int, default=3600, metavar="SECONDS",
                         help="with --wait-for-jobs: how long running jobs get (default %(default)s)")
-    parser.add_argument("--no-verify", action="store_true", help="do not run scripts/ops.py verify at the end")
+    parser.add_argument("--no-verify", action="store_true", help="do not run hpc-ops verify at the end")
     parser.add_argument("--yes", action="store_true", help="no approval prompt for IAM/security changes")
     parser.add_argument("--skip", action="append", default=[], choices=CHECKS, help="skip a preflight check")
     parser.add_argument("--output", type=Path, help="where to synthesize (default: a temporary cdk.out)")

@@ -1,9 +1,8 @@
-#!/usr/bin/env python3
 """On-premises client of the job bridge: submit a job folder, follow it, fetch the results.
 
-    scripts/job_client.py submit ./work [--name job0001]   uploads the folder, then FILE_UPLOAD
-    scripts/job_client.py status job0001                   FILE_UPLOAD / JOB_SUBMIT / JOB_COMPLETE / ...
-    scripts/job_client.py fetch job0001 ./results          downloads the job folder with its results
+    hpc-job submit ./work [--name job0001]   uploads the folder, then FILE_UPLOAD
+    hpc-job status job0001                   FILE_UPLOAD / JOB_SUBMIT / JOB_COMPLETE / ...
+    hpc-job fetch job0001 ./results          downloads the job folder with its results
 
 The folder must contain job-aws-run.sh (the Slurm batch script). The bucket defaults to PrereqStack's
 DataBucketName output; the prefix to the context value job_bridge_prefix (jobs/), below which each
@@ -16,13 +15,11 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from cluster_config.stack_values import DATA_BUCKET_NAME  # noqa: E402
-from job_bridge.client import JobBridgeError, JobStore, submitter_prefix  # noqa: E402
-from ops.cluster import OpsError, connect, outputs  # noqa: E402
-from settings import read  # noqa: E402
-from settings.cluster import ClusterSettings  # noqa: E402
+from cluster_config.stack_values import DATA_BUCKET_NAME
+from job_bridge.client import JobBridgeError, JobStore, submitter_prefix
+from ops.cluster import OpsError, connect, default_region, outputs
+from settings import read
+from settings.cluster import ClusterSettings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     fetch.add_argument("destination", type=Path)
     args = parser.parse_args(argv)
     try:
-        aws = connect(args.region, args.profile)
+        aws = connect(args.region or default_region(), args.profile)
         bucket = args.bucket or outputs(aws, "PrereqStack").get(DATA_BUCKET_NAME)
         if not bucket:
             raise JobBridgeError("PrereqStack has no DataBucketName output: pass --bucket")

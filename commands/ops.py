@@ -1,15 +1,14 @@
-#!/usr/bin/env python3
 """Operate the deployed cluster, from the stack outputs (no ids to copy by hand).
 
-    scripts/ops.py status                 cluster stack, head node and compute fleet status
-    scripts/ops.py connect [--ssh]        shell on the head node (SSM session; SSH with the fetched key)
-    scripts/ops.py connect --login        shell on a login node (--pool NAME for one pool)
-    scripts/ops.py fetch-key              private key from SSM Parameter Store to ~/.ssh/<key>.pem (0600)
-    scripts/ops.py stop-fleet             stop the compute fleet (before updates that need it)
-    scripts/ops.py start-fleet            start it again
-    scripts/ops.py export-logs [--hours]  export the cluster's CloudWatch logs to the data bucket
-    scripts/ops.py verify [--json]        prove the cluster works (Slurm, srun/sbatch/salloc, mounts,
-                                          S3 data repositories, Pyxis, EFA, NCCL, job bridge); exit 1 on FAIL
+    hpc-ops status                 cluster stack, head node and compute fleet status
+    hpc-ops connect [--ssh]        shell on the head node (SSM session; SSH with the fetched key)
+    hpc-ops connect --login        shell on a login node (--pool NAME for one pool)
+    hpc-ops fetch-key              private key from SSM Parameter Store to ~/.ssh/<key>.pem (0600)
+    hpc-ops stop-fleet             stop the compute fleet (before updates that need it)
+    hpc-ops start-fleet            start it again
+    hpc-ops export-logs [--hours]  export the cluster's CloudWatch logs to the data bucket
+    hpc-ops verify [--json]        prove the cluster works (Slurm, srun/sbatch/salloc, mounts,
+                                   S3 data repositories, Pyxis, EFA, NCCL, job bridge); exit 1 on FAIL
 
 The region defaults to AWS_DEFAULT_REGION, else the region of availability_zone in cdk.json.
 """
@@ -22,11 +21,9 @@ import shlex
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from ops.cluster import (OpsError, connect, connect_command, export_logs, fetch_key, set_fleet,  # noqa: E402
-                         status)
-from ops.verify import Options, as_json, table, verify  # noqa: E402
+from ops.cluster import (OpsError, connect, connect_command, default_region, export_logs, fetch_key,
+                         set_fleet, status)
+from ops.verify import Options, as_json, table, verify
 
 VERIFY_HELP = """Runs scripts/checks/verify_cluster.sh on the head node through SSM Run Command (no SSH, no open
 ports) with a plan made from the deployed cluster config, then checks the S3 side of the Lustre data
@@ -34,22 +31,11 @@ repositories and sends a job through the job bridge. Every check prints PASS, FA
 reason), its time and the evidence.
 
 examples:
-  scripts/ops.py verify                          the table; exit status 1 if any check failed
-  scripts/ops.py verify --json > verify.json     for CI
-  scripts/ops.py verify --timeout 1800           GPU queues whose nodes take long to start
-  scripts/ops.py verify --nccl-min-busbw 300     fail a GPU queue whose all_reduce is below 300 GB/s
+  hpc-ops verify                          the table; exit status 1 if any check failed
+  hpc-ops verify --json > verify.json     for CI
+  hpc-ops verify --timeout 1800           GPU queues whose nodes take long to start
+  hpc-ops verify --nccl-min-busbw 300     fail a GPU queue whose all_reduce is below 300 GB/s
 """
-
-
-def default_region() -> str | None:
-    if os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION"):
-        return None  # boto3 reads them itself
-    from settings import ConfigError, ConfigErrors, PrereqSettings, read
-
-    try:
-        return read(PrereqSettings).network.region or None
-    except (ConfigError, ConfigErrors):
-        return None  # cdk.json is broken: boto3's own default applies, and `cdk synth` says what to fix
 
 
 def main(argv: list[str] | None = None) -> int:
