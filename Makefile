@@ -55,8 +55,10 @@ system-deps:
 	  fi; \
 	fi
 
+# One file per worker (--dist loadfile): a file's synthesized variants and its local Slurm stay in one process.
+TEST_WORKERS ?= auto
 test: install system-deps
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # Not a test: prints synth time vs a bare CDK app and the validation time, as ratios.
 benchmark: install

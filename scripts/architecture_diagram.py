@@ -16,10 +16,9 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
+from lifecycle.templates import references, stack_outputs
+from settings.context import REPO_ROOT
 
-from lifecycle.templates import references, stack_outputs  # noqa: E402
 README = REPO_ROOT / "README.md"
 START, END = "<!-- architecture-diagram:start -->", "<!-- architecture-diagram:end -->"
 

@@ -82,9 +82,8 @@ def time_synth(app_dir: Path, out_dir: Path, runs: int, args: list[str] = (), mo
 def time_validation(runs: int) -> tuple[list[float], int]:
     """(the whole validation alone: plan, schema and dry run in a cold worker, no cache, nothing
     overlapped; ParallelCluster validators run)."""
-    sys.path.insert(0, str(REPO_ROOT))
     os.environ.update(env())
-    from app import jsii_node_options
+    from stacks.jsii_kernel import jsii_node_options
 
     os.environ["NODE_OPTIONS"] = jsii_node_options(os.environ.get("NODE_OPTIONS", ""), os.cpu_count() or 1)
     from aws_cdk import App
@@ -114,8 +113,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
-    sys.path.insert(0, str(REPO_ROOT))
-    from app import jsii_node_options
+    from stacks.jsii_kernel import jsii_node_options
     from cluster_config import available_configs
 
     for leftover in CONFIG_DIR.glob("benchmark-edit-*.yaml"):  # from a run that was killed

@@ -7,7 +7,7 @@ import os
 # Before any CDK import: offline, quiet jsii.
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
-from app import jsii_node_options  # noqa: E402 - the V8 pool size app.py gives CDK's kernel
+from stacks.jsii_kernel import jsii_node_options  # noqa: E402 - the V8 pool size app.py gives CDK's kernel
 
 os.environ["NODE_OPTIONS"] = jsii_node_options(os.environ.get("NODE_OPTIONS", ""), os.cpu_count() or 1)
 
@@ -71,6 +71,16 @@ def synth(**overrides: Any) -> Synthesized:
     """Cached synthesis for a given set of context overrides (values as JSON-able objects)."""
     import json
     return _synth(tuple(sorted((k, json.dumps(v)) for k, v in overrides.items())))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The files that start real servers take longest and run serially inside (one cluster per file): they go
+    first, the largest first, so under `make test` (pytest-xdist, one file per worker) they overlap the rest
+    instead of trailing it."""
+    from collections import Counter
+
+    per_file = Counter(item.path for item in items)
+    items.sort(key=lambda item: (item.get_closest_marker("servers") is None, -per_file[item.path]))
 
 
 @pytest.fixture(scope="session")

@@ -31,7 +31,7 @@ def missing_tools(*names: str) -> list[str]:
 def needs(*tools: str, packages: str = "slurm-wlm and munge") -> list[pytest.MarkDecorator]:
     """``pytestmark`` of a test file that starts daemons as root: skipped, saying why, without them."""
     missing = missing_tools(*tools)
-    return [pytest.mark.slow, pytest.mark.skipif(
+    return [pytest.mark.slow, pytest.mark.servers, pytest.mark.skipif(
         bool(missing) or os.geteuid() != 0,
         reason=f"needs Debian's {packages} and root (missing: {missing}); `make test` installs them as root")]
 
@@ -41,7 +41,10 @@ def ensure_user(name: str) -> int:
     try:
         return pwd.getpwnam(name).pw_uid
     except KeyError:
-        subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", name], check=True, capture_output=True)
+        # Test files run in parallel: another may create the same user first (useradd exits 9, "already exists").
+        made = subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", name], capture_output=True)
+        if made.returncode not in (0, 9):
+            raise subprocess.CalledProcessError(made.returncode, made.args, made.stdout, made.stderr)
         return pwd.getpwnam(name).pw_uid
 
 

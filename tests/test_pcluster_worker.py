@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from app import jsii_node_options
+from stacks.jsii_kernel import jsii_node_options
 from cluster_config import sidecar
 from cluster_config.simulation import simulate
 
@@ -125,14 +125,14 @@ def test_node_takes_the_options_and_the_preload_silently(tmp_path):
 
 
 def test_the_preload_path_survives_spaces(tmp_path, monkeypatch):
-    import app
+    from stacks import jsii_kernel
 
     spaced = tmp_path / "a dir with spaces" / "jsii_kernel.js"
     spaced.parent.mkdir()
-    spaced.write_text(app.KERNEL_PRELOAD.read_text())
-    monkeypatch.setattr(app, "KERNEL_PRELOAD", spaced)
+    spaced.write_text(jsii_kernel.KERNEL_PRELOAD.read_text())
+    monkeypatch.setattr(jsii_kernel, "KERNEL_PRELOAD", spaced)
     result = subprocess.run(["node", "-e", "0"], capture_output=True, text=True,
-                            env={**os.environ, "NODE_OPTIONS": app.jsii_node_options("", 2)})
+                            env={**os.environ, "NODE_OPTIONS": jsii_kernel.jsii_node_options("", 2)})
     assert (result.returncode, result.stderr) == (0, "")
 
 

