@@ -19,7 +19,7 @@ from typing import Any
 
 from cluster_config.document import ConfigDocument, YamlPath, format_path
 from cluster_config.render import PlaceholderValues, render
-from cluster_config.rules import RuleContext, check_rules
+from cluster_config.rules import Level, RuleContext, check_rules
 from cluster_config.schema import SchemaRequest, errors_from, schema_request, version_error
 from cluster_config.simulation import simulate
 from cluster_config.sidecar import (CACHE_DIR, PCLUSTER_PYTHON, MachineryFailure, PclusterProcess, WorkerError,
@@ -69,6 +69,7 @@ class Validation:
                  parallelcluster_version: str, use_cache: bool = True, full: bool = True) -> None:
         self.region, self.version, self.use_cache = region, parallelcluster_version, use_cache
         self.errors: list[ConfigError] = []
+        self.rule_warnings: list[str] = []  # project rules' WARNING and INFO findings, printed with ParallelCluster's
         self.rendered: list[dict[str, Any]] = []
         self.documents: list[tuple[ConfigDocument, str]] = []
         self.schema_requests: list[SchemaRequest] = []
@@ -85,7 +86,11 @@ class Validation:
             rule_context = RuleContext(scripts_bucket=values.stack.get("ScriptsBucket", ""),
                                        read_policy=values.stack.get("NodeActionsReadPolicy", ""), region=region,
                                        cluster_name=cluster_name)
-            self.errors.extend(check_rules(document, config, rule_context))
+            for finding in check_rules(document, config, rule_context):
+                if finding.level is Level.ERROR:
+                    self.errors.append(finding.error)
+                else:
+                    self.rule_warnings.append(finding.as_warning())
             self.schema_requests.append(SchemaRequest(document, config, cluster_name))
             self.documents.append((document, cluster_name))
             self.rendered.append(config)
@@ -178,7 +183,7 @@ class Validation:
         mismatch = version_error(answer["version"], self.version)
         if mismatch:
             raise mismatch
-        result = DeploymentResult()
+        result = DeploymentResult(warnings=list(self.rule_warnings))
         errors: list[ConfigError] = []
         for (document, cluster_name), config, outcome in zip(self.documents, configs, answer["results"]):
             result.validators = max(result.validators, outcome["validators"])

@@ -19,8 +19,14 @@ class ConfigError(Exception):
         self.value = value
         self.problem = problem
         self.fix = fix
+        self.has_value = has_value
         shown = f" = {value!r}" if has_value else ""
         super().__init__(f"{source}: {key}{shown}: {problem}\n  fix: {fix}")
+
+    def with_problem(self, problem: str) -> ConfigError:
+        """The same place, value and fix, with another problem text."""
+        return ConfigError(source=self.source, key=self.key, problem=problem, fix=self.fix, value=self.value,
+                           has_value=self.has_value)
 
 
 class ConfigErrors(Exception):

@@ -251,3 +251,38 @@ def test_the_validation_worker_lives_exactly_as_long_as_the_synthesis(tmp_path: 
     else:
         synthesize(App(context=context, outdir=str(tmp_path / "out")), prepared)
     assert prepared.validation.worker is None and started.process.poll() is not None
+
+
+# -- project rules --------------------------------------------------------------------------------
+def test_each_project_rule_is_named_levelled_and_documented_once_in_the_rules_table():
+    import re
+
+    from cluster_config.rules import MAX_HEAD_NODE_BOOTSTRAP_SECONDS, RULES
+    from settings.context import REPO_ROOT
+
+    names = [r.name for r in RULES]
+    assert len(set(names)) == len(names) and all(re.fullmatch(r"[A-Z][A-Za-z]+Rule", n) for n in names)
+    assert str(MAX_HEAD_NODE_BOOTSTRAP_SECONDS) in next(r.summary for r in RULES if r.name == "HeadNodeBootstrapTimeoutRule")
+    text = (REPO_ROOT / "docs" / "cluster-configs.md").read_text()
+    table = text.split("<!-- project-rules:start -->\n")[1].split("<!-- project-rules:end -->")[0].splitlines()
+    expected = [f"| `{r.name}` | {r.level.value} | {r.summary} |" for r in RULES]
+    assert table[2:] == expected, "docs/cluster-configs.md's rules table is stale: its rows are\n" + "\n".join(expected)
+
+
+def test_a_warning_rule_is_printed_with_parallelclusters_warnings_and_does_not_stop_the_synth(monkeypatch):
+    from cluster_config import rules
+    from tests.conftest import synth
+
+    def flags_the_head_node(doc, config, _):
+        """Flags the head node's type (this test's rule)."""
+        yield doc.error(("HeadNode", "InstanceType"), "is flagged by this test's rule", "nothing to fix",
+                        value=config["HeadNode"]["InstanceType"], has_value=True)
+
+    monkeypatch.setattr(rules, "RULES", [*rules.RULES, rules.Rule("FlagsTheHeadNodeRule", rules.Level.WARNING,
+                                                                    flags_the_head_node)])
+    app = synth(HEAD_NODE_INSTANCE_TYPE="c5.4xlarge")  # synthesized here, with the rule registered
+    [warning] = [w for w in app.deployment.warnings if "FlagsTheHeadNodeRule" in w]
+    assert warning.startswith("cluster_configs/vanilla.yaml:")
+    assert ("HeadNode.InstanceType = 'c5.4xlarge': project rule FlagsTheHeadNodeRule WARNING: is flagged by this "
+            "test's rule; nothing to fix") in warning
+    assert "ClusterStack" in app.stacks
