@@ -16,7 +16,7 @@ import sys
 
 import yaml
 
-from cluster_config.image import COMPONENT_DIR, components_used, load_image_config, render_component, validate_image
+from cluster_yaml.image import COMPONENT_DIR, components_used, load_image_config, render_component, validate_image
 from ops.cluster import OpsError, connect
 from ops.image import build_image
 from settings import PrereqSettings, read

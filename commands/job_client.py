@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from cluster_config.stack_values import DATA_BUCKET_NAME
+from cluster_yaml.stack_values import DATA_BUCKET_NAME
 from job_bridge.client import JobBridgeError, JobStore, submitter_prefix
 from ops.cluster import OpsError, connect, default_region, outputs
 from settings import read

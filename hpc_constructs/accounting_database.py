@@ -11,7 +11,7 @@ from aws_cdk import (CustomResource, Duration, RemovalPolicy, aws_ec2 as ec2, aw
 from cdk_nag import NagSuppressions
 from constructs import Construct
 
-from cluster_config.accounting import DATABASE_NAME, SLURMDBD_USER
+from cluster_yaml.accounting import DATABASE_NAME, SLURMDBD_USER
 
 ADMIN_USER = "admin_slurm"
 PORT = 3306

@@ -8,12 +8,12 @@ from aws_cdk import RemovalPolicy, Stack, Tags, aws_iam as iam, aws_logs as logs
 from cdk_nag import NagSuppressions
 from constructs import Construct
 
-from cluster_config.node_actions import object_key, script_digest
+from cluster_yaml.node_actions import object_key, script_digest
 
 
 class NodeActionScripts(Construct):
     """A private bucket holding each referenced script twice: at ``stable/<script>`` and at
-    ``<sha256 prefix>/<script>`` (see cluster_config/node_actions.py for which URL goes where).
+    ``<sha256 prefix>/<script>`` (see cluster_yaml/node_actions.py for which URL goes where).
 
     Each object is written by an SDK call (S3 PutObject) from the deployment itself. Pinned copies are
     never deleted by an update: nodes of an earlier config, and a rollback, still find their version.

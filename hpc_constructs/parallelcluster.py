@@ -16,7 +16,7 @@ class ParallelClusterProvider(Construct):
     no provider code. The template uses the SAM transform: ``cdk deploy`` passes CAPABILITY_AUTO_EXPAND.
 
     The provider's default IAM lets ParallelCluster attach only a short list of policies to the node
-    roles (cluster_config/parallelcluster_provider.yaml). ``attach_policies`` lists the other
+    roles (cluster_yaml/parallelcluster_provider.yaml). ``attach_policies`` lists the other
     ``AdditionalIamPolicies`` of the cluster config: a policy allowing exactly those attachments goes
     to the provider's own ``AdditionalIamPolicies`` parameter, so such a config deploys as written.
     """
@@ -68,7 +68,7 @@ class ParallelCluster(Construct):
             removal_policy=RemovalPolicy.DESTROY,
             # No service_timeout: it would add a ServiceTimeout property, which the provider passes on to
             # pcluster.lib as an unknown argument (TypeError, failed deploy). CloudFormation's default
-            # custom-resource timeout is one hour (see cluster_config.rules, bootstrap timeout).
+            # custom-resource timeout is one hour (see cluster_yaml.rules, bootstrap timeout).
         )
 
     @property

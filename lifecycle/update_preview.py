@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cluster_config.sidecar import PCLUSTER_PYTHON, ask_once
+from cluster_yaml.sidecar import PCLUSTER_PYTHON, ask_once
 
 # ParallelCluster update policy name -> what it means for the person running `cdk deploy`.
 CATEGORIES = {

@@ -16,7 +16,7 @@ from typing import Any, Callable
 import boto3
 from botocore.exceptions import ClientError, NoCredentialsError, NoRegionError
 
-from cluster_config.stack_values import (CLUSTER_NAME, DATA_BUCKET_NAME, HEAD_NODE_INSTANCE_ID, HEAD_NODE_USER,
+from cluster_yaml.stack_values import (CLUSTER_NAME, DATA_BUCKET_NAME, HEAD_NODE_INSTANCE_ID, HEAD_NODE_USER,
                                          KEY_PAIR_NAME, PRIVATE_KEY_SSM_PARAMETER)
 from settings.prereq import CLUSTER_LOGS_PREFIX
 

@@ -23,7 +23,7 @@ from typing import Any, Callable, TextIO
 
 from botocore.exceptions import ClientError
 
-from cluster_config.stack_values import HEAD_NODE_INSTANCE_ID
+from cluster_yaml.stack_values import HEAD_NODE_INSTANCE_ID
 from lifecycle.update_preview import REPLACE_PATH, Preview, to_terminal
 from ops.cluster import OpsError, Session, fleet_status, run_shell, set_fleet
 from ops.preflight import Preflight, Target

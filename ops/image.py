@@ -15,11 +15,11 @@ from typing import Any, Callable
 
 import yaml
 
-from cluster_config import dummy_values
-from cluster_config.document import ConfigDocument
-from cluster_config.image import COMPONENT_DIR, component_version, components_used, image_values, render_component
-from cluster_config.render import render
-from cluster_config.stack_values import DATA_BUCKET_NAME, KEY_PAIR_NAME
+from cluster_yaml import dummy_values
+from cluster_yaml.document import ConfigDocument
+from cluster_yaml.image import COMPONENT_DIR, component_version, components_used, image_values, render_component
+from cluster_yaml.render import render
+from cluster_yaml.stack_values import DATA_BUCKET_NAME, KEY_PAIR_NAME
 from ops.cluster import OpsError, Session, outputs
 from settings.context import REPO_ROOT
 

@@ -16,8 +16,8 @@ from typing import Any, Iterator
 import yaml
 from botocore.exceptions import ClientError
 
-from cluster_config.sections import QUEUES, instance_types, queues
-from cluster_config.stack_values import CLUSTER_CONFIG, CLUSTER_NAME
+from cluster_yaml.sections import QUEUES, instance_types, queues
+from cluster_yaml.stack_values import CLUSTER_CONFIG, CLUSTER_NAME
 from ops.cluster import Session
 from settings.context import REPO_ROOT
 from settings.errors import ConfigError
@@ -80,7 +80,7 @@ class Target:
 
     @cached_property
     def _document(self) -> Any:
-        from cluster_config.document import load_document
+        from cluster_yaml.document import load_document
 
         path = REPO_ROOT / self.config_source
         try:
@@ -90,7 +90,7 @@ class Target:
 
     def where(self, path: tuple[str | int, ...]) -> str:
         """``file:line Key.Path`` of a config value, for messages."""
-        from cluster_config.document import format_path
+        from cluster_yaml.document import format_path
 
         line = self._document.line_of(path) if self._document else None
         return f"{self.config_source}{f':{line}' if line else ''} {format_path(path)}"

@@ -21,8 +21,8 @@ from typing import Any, Callable
 
 from botocore.exceptions import ClientError
 
-from cluster_config.sections import action_steps, instance_types, queues
-from cluster_config.stack_values import DATA_BUCKET_NAME, HEAD_NODE_INSTANCE_ID, HEAD_NODE_USER, JOB_BRIDGE_PREFIX
+from cluster_yaml.sections import action_steps, instance_types, queues
+from cluster_yaml.stack_values import DATA_BUCKET_NAME, HEAD_NODE_INSTANCE_ID, HEAD_NODE_USER, JOB_BRIDGE_PREFIX
 from ops.cluster import OpsError, Session, _required, outputs, run_shell
 
 CHECK_SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "checks" / "verify_cluster.sh"

@@ -4,7 +4,7 @@ pcluster only; no project imports), driven by worker.py.
 ``pcluster.lib.create_cluster(dryrun=True)`` runs every validator ParallelCluster runs before it
 creates a cluster (networking, FSx security groups, EFA, instance types, placement groups,
 capacity reservations, key pair, launch-template dry runs, counts, ...). Its AWS calls go to moto,
-in an account built from the description that cluster_config/simulation.py reads off our
+in an account built from the description that cluster_yaml/simulation.py reads off our
 synthesized templates. What moto lacks is answered here, from that same description, through
 botocore event hooks on boto3's default session (which ParallelCluster's clients use):
 
@@ -79,7 +79,7 @@ def _official_amis() -> str:
     return path
 
 
-class Simulator:
+class SimulatedAccount:
     """One moto account at a time; ``validate`` builds it from a description and dry-runs configs in it."""
 
     def __init__(self, region: str) -> None:

@@ -23,15 +23,15 @@ import os
 import sys
 from importlib.metadata import version
 
-_SIMULATOR = None
+_ACCOUNT = None
 _WARMING = None
 
 
 def _build(region, account_file=None):
-    global _SIMULATOR
-    from account import Simulator
+    global _ACCOUNT
+    from account import SimulatedAccount
 
-    _SIMULATOR = Simulator(region)
+    _ACCOUNT = SimulatedAccount(region)
     if account_file:
         try:
             with open(account_file) as file:
@@ -39,7 +39,7 @@ def _build(region, account_file=None):
         except (OSError, ValueError):
             return  # no guess to build ahead
         try:
-            _SIMULATOR.build_ahead(account)
+            _ACCOUNT.build_ahead(account)
         except Exception:  # noqa: BLE001 - a guess that does not build: nothing counts as built ahead,
             pass  # and the request resets the account and builds its own
 
@@ -47,9 +47,9 @@ def _build(region, account_file=None):
 def simulator(region):
     if _WARMING is not None:
         _WARMING.join()
-    if _SIMULATOR is None or _SIMULATOR.region != region:
+    if _ACCOUNT is None or _ACCOUNT.region != region:
         _build(region)
-    return _SIMULATOR
+    return _ACCOUNT
 
 
 def warm(region, account_file=None):
@@ -221,8 +221,8 @@ def _checking(error):
     """What the worker was checking when it failed: a validator, or the key a stand-in was being made for."""
     if getattr(error, "where", None):
         return error.where
-    if _SIMULATOR is not None and _SIMULATOR.checking:
-        return f"the stand-in for {_SIMULATOR.checking}"
+    if _ACCOUNT is not None and _ACCOUNT.checking:
+        return f"the stand-in for {_ACCOUNT.checking}"
     return None
 
 

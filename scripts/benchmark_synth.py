@@ -114,7 +114,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     from stacks.jsii_kernel import jsii_node_options
-    from cluster_config import available_configs
+    from cluster_yaml import available_configs
 
     for leftover in CONFIG_DIR.glob("benchmark-edit-*.yaml"):  # from a run that was killed
         leftover.unlink()

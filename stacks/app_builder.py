@@ -10,7 +10,7 @@ from pathlib import Path
 
 from aws_cdk import App, Environment, Stack, cx_api
 
-from cluster_config.validation import DeploymentResult, Validation
+from cluster_yaml.validation import DeploymentResult, Validation
 from stacks.cluster_stack import ClusterStack
 from stacks.plan import Plan, plan
 from stacks.prereq_stack import PrereqStack

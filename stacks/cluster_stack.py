@@ -8,12 +8,12 @@ from typing import Any, Callable
 from aws_cdk import CfnOutput, Fn, Stack, Token
 from constructs import Construct
 
-from cluster_config import NODE_ACTIONS_DIR, ConfigDocument, PlaceholderValues, node_actions_used, render
-from cluster_config.job_bridge import USERS_SCRIPT, default_user
-from cluster_config.node_actions import object_key
-from cluster_config.provider import additional_iam_policies, load_contract
-from cluster_config.render import placeholders_in
-from cluster_config.stack_values import ALIASES, BY_NAME
+from cluster_yaml import NODE_ACTIONS_DIR, ConfigDocument, PlaceholderValues, node_actions_used, render
+from cluster_yaml.job_bridge import USERS_SCRIPT, default_user
+from cluster_yaml.node_actions import object_key
+from cluster_yaml.provider import additional_iam_policies, load_contract
+from cluster_yaml.render import placeholders_in
+from cluster_yaml.stack_values import ALIASES, BY_NAME
 from hpc_constructs.data_repositories import DataRepositoryAssociations
 from hpc_constructs.job_bridge import JobBridge
 from hpc_constructs.node_actions import NodeActionScripts
@@ -84,7 +84,7 @@ class ClusterStack(Stack):
         self._couple_to(prereq, document)
 
     def _output(self, name: str, value: str, detail: str = "") -> None:
-        """An output declared in cluster_config/stack_values.py (ops/ reads them by those names)."""
+        """An output declared in cluster_yaml/stack_values.py (ops/ reads them by those names)."""
         CfnOutput(self, name, value=value, description=BY_NAME[name].description + detail)
 
     def _couple_to(self, prereq: PrereqStack, document: ConfigDocument) -> None:

@@ -10,12 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import cluster_config
-from cluster_config.accounting import with_accounting
-from cluster_config.document import ConfigDocument
-from cluster_config.job_bridge import with_job_bridge, without_job_bridge
-from cluster_config.node_actions import with_node_updates
-from cluster_config.validation import Validation
+import cluster_yaml
+from cluster_yaml.accounting import with_accounting
+from cluster_yaml.document import ConfigDocument
+from cluster_yaml.job_bridge import with_job_bridge, without_job_bridge
+from cluster_yaml.node_actions import with_node_updates
+from cluster_yaml.validation import Validation
 from settings.cluster import ClusterSettings
 from settings.context import ContextReader
 from settings.errors import ConfigError, ConfigErrors
@@ -35,7 +35,7 @@ def plan(lookup: Callable[[str], Any]) -> Plan:
     """Reads and checks the context, loads and prepares the cluster config, starts its validation.
     Raises ConfigError(s): bad settings and render or rule problems, all at once."""
     prereq_settings, cluster_settings = _settings(lookup)
-    document = cluster_config.load_named_config(cluster_settings.cluster_config)
+    document = cluster_yaml.load_named_config(cluster_settings.cluster_config)
     if prereq_settings.slurm_accounting:
         document = with_accounting(document)
     if cluster_settings.job_bridge:
@@ -46,8 +46,8 @@ def plan(lookup: Callable[[str], Any]) -> Plan:
         document = without_job_bridge(document)
     region = prereq_settings.network.region
     key_pair_name = prereq_settings.key_pair_name or created_key_pair_name("PrereqStack")
-    dummies = cluster_config.dummy_values(region, prereq_settings.network.vpc_cidr, key_pair_name, lookup,
-                                          bool(cluster_config.node_actions_used(document)) or cluster_settings.job_bridge)
+    dummies = cluster_yaml.dummy_values(region, prereq_settings.network.vpc_cidr, key_pair_name, lookup,
+                                          bool(cluster_yaml.node_actions_used(document)) or cluster_settings.job_bridge)
     validation = Validation([(document, dummies, cluster_settings.cluster_name)], region=region,
                             parallelcluster_version=cluster_settings.parallelcluster_version)
     if validation.errors:  # render and rule problems: no need to build stacks from a broken config

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from aws_cdk import CfnOutput, Stack, Tags
 from constructs import Construct
 
-from cluster_config.stack_values import BY_NAME
+from cluster_yaml.stack_values import BY_NAME
 from hpc_constructs.data_bucket import DataBucket
 from hpc_constructs.key_pair import ClusterKeyPair
 from hpc_constructs.lustre import LustreFileSystem
@@ -82,7 +82,7 @@ class PrereqStack(Stack):
             self._output("PrivateKeySsmParameter", self.key_pair.private_key_parameter_name)
 
     def _output(self, key: str, value: str) -> None:
-        """An output declared in cluster_config/stack_values.py, exported as ``PrereqStack-<key>``."""
+        """An output declared in cluster_yaml/stack_values.py, exported as ``PrereqStack-<key>``."""
         declared = BY_NAME[key]
         self.values[key] = value
         export_name = f"{self.stack_name}-{key}"

@@ -8,12 +8,12 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cluster_config
-from cluster_config import dummy_values, load_document
-from cluster_config.node_actions import object_key
-from cluster_config.render import PlaceholderValues, render
-from cluster_config.simulation import Templates, simulate
-from cluster_config.validation import Validation
+import cluster_yaml
+from cluster_yaml import dummy_values, load_document
+from cluster_yaml.node_actions import object_key
+from cluster_yaml.render import PlaceholderValues, render
+from cluster_yaml.simulation import Templates, simulate
+from cluster_yaml.validation import Validation
 from settings.errors import ConfigError, ConfigErrors
 
 REGION, CIDR, KEY, VERSION = "us-east-1", "10.0.0.0/16", "PrereqStack-cluster", "3.16.1"
@@ -42,7 +42,7 @@ def validate_files(paths: list[Path], app, context: dict | None = None) -> dict[
     lookup = (context or {}).get
 
     def values(document):
-        return dummy_values(REGION, CIDR, KEY, lookup, bool(cluster_config.node_actions_used(document)))
+        return dummy_values(REGION, CIDR, KEY, lookup, bool(cluster_yaml.node_actions_used(document)))
 
     failed: set[str] = set()
     with Validation([(d, values(d), "hpc-cluster") for d in documents], region=REGION,

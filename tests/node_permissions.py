@@ -17,8 +17,8 @@ import json
 from functools import lru_cache
 from typing import Any
 
-from cluster_config.simulation import SIMULATED_ACCOUNT, Templates, simulate
-from cluster_config.sidecar import ask_once
+from cluster_yaml.simulation import SIMULATED_ACCOUNT, Templates, simulate
+from cluster_yaml.sidecar import ask_once
 
 REGION = "us-east-1"
 

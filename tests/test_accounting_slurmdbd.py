@@ -16,9 +16,9 @@ from typing import Iterator
 
 import pytest
 
-import cluster_config
-from cluster_config.accounting import with_accounting
-from cluster_config.render import render
+import cluster_yaml
+from cluster_yaml.accounting import with_accounting
+from cluster_yaml.render import render
 from tests.local_slurm import LocalSlurm, free_port, needs, tool, wait_for
 
 pytestmark = needs("mariadb-install-db", "mariadbd", "slurmdbd", "slurmctld", "slurmd", "munged", "sacct", "sacctmgr",
@@ -44,8 +44,8 @@ def mysql(base: Path, user: str, password: str, sql: str) -> subprocess.Complete
 
 def rendered_database(db_port: int) -> dict[str, str]:
     """SlurmSettings.Database exactly as the app renders it, with the database's address in the Uri."""
-    document = with_accounting(cluster_config.load_named_config("vanilla"))
-    values = cluster_config.dummy_values("us-east-1", "10.0.0.0/16", "k", {}.get, True)
+    document = with_accounting(cluster_yaml.load_named_config("vanilla"))
+    values = cluster_yaml.dummy_values("us-east-1", "10.0.0.0/16", "k", {}.get, True)
     values.stack = {**values.stack, "AccountingDatabaseUri": f"127.0.0.1:{db_port}"}
     return render(document, values)["Scheduling"]["SlurmSettings"]["Database"]
 

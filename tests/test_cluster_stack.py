@@ -10,8 +10,8 @@ import pytest
 from aws_cdk import App
 from aws_cdk.assertions import Template
 
-from cluster_config import NODE_ACTIONS_DIR
-from cluster_config.node_actions import script_digest
+from cluster_yaml import NODE_ACTIONS_DIR
+from cluster_yaml.node_actions import script_digest
 from settings.context import REPO_ROOT, shipped_context
 from settings.errors import ConfigError, ConfigErrors
 from stacks.app_builder import synthesize

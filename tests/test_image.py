@@ -10,8 +10,8 @@ import pytest
 import yaml
 from botocore.stub import Stubber
 
-from cluster_config import image
-from cluster_config.image import (COMPONENT_DIR, INCLUDE, load_image_config, render_component, validate_image)
+from cluster_yaml import image
+from cluster_yaml.image import (COMPONENT_DIR, INCLUDE, load_image_config, render_component, validate_image)
 from commands import build_ami
 from ops import image as image_builder
 from settings.context import REPO_ROOT
@@ -50,7 +50,7 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def component_errors(monkeypatch, tmp_path: Path, text: str) -> str:
-    monkeypatch.setattr("cluster_config.image.REPO_ROOT", tmp_path)
+    monkeypatch.setattr("cluster_yaml.image.REPO_ROOT", tmp_path)
     with pytest.raises((ConfigError, ConfigErrors)) as info:
         render_component(write(tmp_path, text))
     return str(info.value)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster_config import NODE_ACTIONS_DIR
+from cluster_yaml import NODE_ACTIONS_DIR
 from settings.context import REPO_ROOT
 
 # Node actions run on every node; the checks run on the head node (hpc-ops verify): both are shellcheck clean.

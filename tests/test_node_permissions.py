@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from cluster_config import available_configs
-from cluster_config.sections import action_steps
-from cluster_config.simulation import Templates, simulate
+from cluster_yaml import available_configs
+from cluster_yaml.sections import action_steps
+from cluster_yaml.simulation import Templates, simulate
 from tests.conftest import BRIDGE, synth
 from tests.corpus import _objects
 from tests.node_permissions import REGION, NodeRoles, cluster_templates, s3_arn

@@ -16,9 +16,9 @@ import pytest
 import yaml
 
 from pcluster_sidecar import account as pcluster_account, instance_catalogue
-from cluster_config.simulation import simulate
-from cluster_config.validation import _worker_error
-from cluster_config.sidecar import PCLUSTER_PYTHON, MachineryFailure, offline_env
+from cluster_yaml.simulation import simulate
+from cluster_yaml.validation import _worker_error
+from cluster_yaml.sidecar import PCLUSTER_PYTHON, MachineryFailure, offline_env
 from settings.context import REPO_ROOT
 
 LOOKUPS = yaml.safe_load((REPO_ROOT / "pcluster_sidecar" / "lookups.yaml").read_text())
@@ -60,13 +60,13 @@ def test_every_stand_in_kind_has_a_maker_and_a_row():
     kinds = {row["stand_in"] for row in rows if row.get("stand_in")}
     assert set(pcluster_account._REFERENCE_KINDS.values()) <= kinds
     for kind in kinds:
-        assert callable(getattr(pcluster_account.Simulator, f"_stand_in_{kind}", None)), kind
+        assert callable(getattr(pcluster_account.SimulatedAccount, f"_stand_in_{kind}", None)), kind
 
 
 def test_every_handler_is_a_listed_operation():
     operations = {op for row in LOOKUPS["lookups"] + LOOKUPS["other_operations"] for op in row["operations"]}
     handlers = set()
-    for name in dir(pcluster_account.Simulator):
+    for name in dir(pcluster_account.SimulatedAccount):
         if name.startswith("_on_"):
             service, operation = name[len("_on_"):].rsplit("_", 1)
             handlers.add(f"{service.replace('_', '-')}.{operation}")
@@ -99,7 +99,7 @@ def account(default_app) -> dict:
 
 
 def in_simulator(account: dict, tmp_path: Path, body: str) -> dict:
-    """Runs ``body`` in the ParallelCluster venv with ``sim`` (a Simulator of ``account``) and ``config``; the
+    """Runs ``body`` in the ParallelCluster venv with ``sim`` (a SimulatedAccount of ``account``) and ``config``; the
     snippet sets ``result``, printed back as JSON."""
     config = json.loads(json.dumps(PLACEMENT_GROUP_CONFIG).replace("PUBLIC", account["public"])
                         .replace("PRIVATE", account["private"]).replace('"KEY"', json.dumps(account["key"])))
@@ -121,8 +121,8 @@ def test_a_lookup_the_simulation_cannot_answer_is_a_warning_naming_the_key(accou
     # Without its placement-group handler the simulation has no answer (moto implements no placement groups):
     # ParallelCluster's validator must not turn that into an ERROR, nor the check into a crash.
     result = in_simulator(account, tmp_path, '''
-        del pcluster_account.Simulator._on_ec2_DescribePlacementGroups
-        sim = pcluster_account.Simulator("us-east-1")
+        del pcluster_account.SimulatedAccount._on_ec2_DescribePlacementGroups
+        sim = pcluster_account.SimulatedAccount("us-east-1")
         sim.prepare(data["account"])
         sim.stand_ins(config)
         result = sim.dry_run("hpc-cluster", config)
@@ -138,8 +138,8 @@ def test_a_stand_in_that_fails_is_announced_not_a_crash(account, tmp_path):
     result = in_simulator(account, tmp_path, '''
         def broken(self, value, parent, queue):
             raise RuntimeError("simulated gap")
-        pcluster_account.Simulator._stand_in_placement_group = broken
-        sim = pcluster_account.Simulator("us-east-1")
+        pcluster_account.SimulatedAccount._stand_in_placement_group = broken
+        sim = pcluster_account.SimulatedAccount("us-east-1")
         sim.prepare(data["account"])
         result = sim.stand_ins(config)
     ''')
@@ -157,7 +157,7 @@ def test_a_failure_of_the_machinery_names_the_exception_and_what_was_checked():
 
 
 def test_the_worker_reports_a_crash_with_its_exception(tmp_path):
-    from cluster_config.sidecar import PclusterProcess
+    from cluster_yaml.sidecar import PclusterProcess
 
     with PclusterProcess("us-east-1") as worker, pytest.raises(MachineryFailure) as failure:
         worker.ask({"dryrun": {"region": "us-east-1", "account": {"vpcs": [{"id": "vpc-1"}]}, "clusters": []}})

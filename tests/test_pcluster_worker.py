@@ -11,8 +11,8 @@ import subprocess
 import pytest
 
 from stacks.jsii_kernel import jsii_node_options
-from cluster_config import sidecar
-from cluster_config.simulation import simulate
+from cluster_yaml import sidecar
+from cluster_yaml.simulation import simulate
 
 REGION = "us-east-1"
 
@@ -139,7 +139,7 @@ def test_the_preload_path_survives_spaces(tmp_path, monkeypatch):
 def test_two_synths_at_once_write_the_cache_without_tripping_over_each_other(tmp_path):
     """Each writer has its own temporary file: with a shared one, a writer can find it gone (crash)."""
     script = (f"import sys; sys.path.insert(0, {str(sidecar.REPO_ROOT)!r})\n"
-              "from pathlib import Path\nfrom cluster_config import sidecar\n"
+              "from pathlib import Path\nfrom cluster_yaml import sidecar\n"
               f"sidecar.CACHE_DIR = Path({str(tmp_path)!r})\n"
               "for n in range(300):\n"
               "    sidecar.store('same-key', {'n': n, 'pad': 'x' * 4096})\n"

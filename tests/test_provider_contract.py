@@ -1,4 +1,4 @@
-"""The custom resource, as AWS's ParallelCluster provider will receive it (cluster_config/parallelcluster_provider.yaml):
+"""The custom resource, as AWS's ParallelCluster provider will receive it (cluster_yaml/parallelcluster_provider.yaml):
 its properties pass pcluster.lib's own argument check, and every node policy of the config is one the
 provider's IAM may attach."""
 
@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from cluster_config.provider import CONTRACT_FILE, additional_iam_policies, load_contract
-from cluster_config.simulation import SIMULATED_ACCOUNT, Templates
-from cluster_config.sidecar import ask_once
+from cluster_yaml.provider import CONTRACT_FILE, additional_iam_policies, load_contract
+from cluster_yaml.simulation import SIMULATED_ACCOUNT, Templates
+from cluster_yaml.sidecar import ask_once
 from tests.conftest import Synthesized, synth
 from tests.test_compliance import VARIANTS
 

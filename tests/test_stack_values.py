@@ -1,4 +1,4 @@
-"""Every stack output and placeholder is declared once (cluster_config/stack_values.py) and used from there."""
+"""Every stack output and placeholder is declared once (cluster_yaml/stack_values.py) and used from there."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from cluster_config import stack_values
-from cluster_config.render import ALIASES, STACK_VALUE_NAMES
-from cluster_config.stack_values import APP, BY_NAME, CLUSTER, PREREQ, VALUES
+from cluster_yaml import stack_values
+from cluster_yaml.render import ALIASES, STACK_VALUE_NAMES
+from cluster_yaml.stack_values import APP, BY_NAME, CLUSTER, PREREQ, VALUES
 from settings.context import REPO_ROOT
 from tests.conftest import BRIDGE, COMMAND_ROOMS, synth
 

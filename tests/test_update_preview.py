@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from cluster_config import NODE_ACTIONS_DIR
-from cluster_config.node_actions import script_digest
+from cluster_yaml import NODE_ACTIONS_DIR
+from cluster_yaml.node_actions import script_digest
 from lifecycle.update_preview import REPLACE_PATH, preview, to_markdown, to_terminal
 from settings.context import REPO_ROOT
 from tests.conftest import BRIDGE, Synthesized, installed_command, synth
@@ -100,14 +100,14 @@ def synth_with_edited_script(tmp_path: Path, monkeypatch, script: str = "enable_
     """The ClusterStack template after an edit of one node-action script (in a copy of scripts/node_actions)."""
     import shutil
 
-    import cluster_config
+    import cluster_yaml
     import stacks.cluster_stack
     from tests.conftest import Synthesized
 
     directory = tmp_path / "node_actions"
-    shutil.copytree(cluster_config.NODE_ACTIONS_DIR, directory)
+    shutil.copytree(cluster_yaml.NODE_ACTIONS_DIR, directory)
     (directory / script).write_text((directory / script).read_text() + "# edited: one more line\n")
-    monkeypatch.setattr(cluster_config, "NODE_ACTIONS_DIR", directory)
+    monkeypatch.setattr(cluster_yaml, "NODE_ACTIONS_DIR", directory)
     monkeypatch.setattr(stacks.cluster_stack, "NODE_ACTIONS_DIR", directory)
     return Synthesized(context).template("ClusterStack").to_json()
 

@@ -19,7 +19,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from cluster_config.simulation import Templates
+from cluster_yaml.simulation import Templates
 from ops.cluster import OpsError, Session
 from ops.verify import (CHECK_SCRIPT, CheckResult, DeployedCluster, Options, as_json, deployed_cluster, parse,
                         plan_lines, ssm_runner, table, verify)

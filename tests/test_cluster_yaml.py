@@ -9,11 +9,11 @@ import pytest
 import yaml
 from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
 
-import cluster_config
-from cluster_config import DUMMY_LEGEND, available_configs, dummy_values, load_document, render, validate
-from cluster_config.document import ConfigDocument
+import cluster_yaml
+from cluster_yaml import DUMMY_LEGEND, available_configs, dummy_values, load_document, render, validate
+from cluster_yaml.document import ConfigDocument
 from settings.errors import ConfigError, ConfigErrors
-from cluster_config.node_actions import with_node_updates
+from cluster_yaml.node_actions import with_node_updates
 from tests.corpus import Outcome, expectations, validate_files
 
 REGION, CIDR, KEY = "us-east-1", "10.0.0.0/16", "PrereqStack-cluster"
@@ -23,7 +23,7 @@ SHIPPED_CONTEXT = {"CAPACITY_RESERVATION_ID": "cr-0123456789abcdef0"}
 
 
 def values_for(document: ConfigDocument, context: dict | None = None):
-    return dummy_values(REGION, CIDR, KEY, (context or {}).get, bool(cluster_config.node_actions_used(document)))
+    return dummy_values(REGION, CIDR, KEY, (context or {}).get, bool(cluster_yaml.node_actions_used(document)))
 
 
 def expected_message(path: Path) -> str:
@@ -36,7 +36,7 @@ def expected_message(path: Path) -> str:
 @pytest.fixture(scope="module")
 def shipped() -> dict[str, dict]:
     # As the app deploys them: node actions of the head node repeated in OnNodeUpdated.
-    documents = {name: with_node_updates(cluster_config.load_named_config(name)) for name in available_configs()}
+    documents = {name: with_node_updates(cluster_yaml.load_named_config(name)) for name in available_configs()}
     rendered = validate([(doc, values_for(doc, SHIPPED_CONTEXT), "hpc-cluster") for doc in documents.values()],
                         region=REGION, parallelcluster_version="3.16.1")
     return dict(zip(documents, rendered))
@@ -98,7 +98,7 @@ def test_multi_queue_config_has_the_blue_brain_features(shipped: dict[str, dict]
 
 
 def test_gpu_config_without_a_reservation_id_names_the_missing_value():
-    document = cluster_config.load_named_config("gpu-p5")
+    document = cluster_yaml.load_named_config("gpu-p5")
     with pytest.raises(ConfigError) as info:
         render(document, values_for(document))
     message = str(info.value)
@@ -204,11 +204,11 @@ def test_stand_ins_are_announced_not_rejected(accepted_outcomes: dict[str, Outco
 
 
 def test_answers_are_cached_by_content(tmp_path: Path, monkeypatch):
-    from cluster_config import sidecar, validation
+    from cluster_yaml import sidecar, validation
 
     monkeypatch.setattr(sidecar, "CACHE_DIR", tmp_path)
     monkeypatch.setattr(validation, "CACHE_DIR", tmp_path)
-    document = cluster_config.load_named_config("vanilla")
+    document = cluster_yaml.load_named_config("vanilla")
     request = [(document, values_for(document), "hpc-cluster")]
     first = validation.Validation(request, region=REGION, parallelcluster_version="3.16.1", full=False)
     assert first.worker is not None and first.check()
@@ -231,7 +231,7 @@ def test_the_validation_worker_lives_exactly_as_long_as_the_synthesis(tmp_path: 
     synthesis succeeds or fails part-way."""
     from aws_cdk import App
 
-    from cluster_config import sidecar, validation
+    from cluster_yaml import sidecar, validation
     from settings.context import shipped_context
     from stacks.app_builder import synthesize
     from stacks.plan import plan
@@ -257,7 +257,7 @@ def test_the_validation_worker_lives_exactly_as_long_as_the_synthesis(tmp_path: 
 def test_each_project_rule_is_named_levelled_and_documented_once_in_the_rules_table():
     import re
 
-    from cluster_config.rules import MAX_HEAD_NODE_BOOTSTRAP_SECONDS, RULES
+    from cluster_yaml.rules import MAX_HEAD_NODE_BOOTSTRAP_SECONDS, RULES
     from settings.context import REPO_ROOT
 
     names = [r.name for r in RULES]
@@ -270,7 +270,7 @@ def test_each_project_rule_is_named_levelled_and_documented_once_in_the_rules_ta
 
 
 def test_a_warning_rule_is_printed_with_parallelclusters_warnings_and_does_not_stop_the_synth(monkeypatch):
-    from cluster_config import rules
+    from cluster_yaml import rules
     from tests.conftest import synth
 
     def flags_the_head_node(doc, config, _):

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from cluster_config.document import ConfigDocument, YamlPath
-from cluster_config.sidecar import PCLUSTER_PYTHON, ask_once
+from cluster_yaml.document import ConfigDocument, YamlPath
+from cluster_yaml.sidecar import PCLUSTER_PYTHON, ask_once
 from settings.errors import ConfigError
 
 # Operating systems ParallelCluster dropped, and what replaces them (its CHANGELOG: alinux2 and

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-from cluster_config.document import YamlPath
+from cluster_yaml.document import YamlPath
 
 QUEUES: YamlPath = ("Scheduling", "SlurmQueues")
 

@@ -13,10 +13,10 @@ from typing import Any, Callable
 
 import yaml
 
-from cluster_config import dummy_values
-from cluster_config.document import ConfigDocument, load_document
-from cluster_config.render import PlaceholderValues, render
-from cluster_config.schema import SchemaRequest, schema_errors
+from cluster_yaml import dummy_values
+from cluster_yaml.document import ConfigDocument, load_document
+from cluster_yaml.render import PlaceholderValues, render
+from cluster_yaml.schema import SchemaRequest, schema_errors
 from settings.context import REPO_ROOT
 from settings.errors import ConfigError, ConfigErrors
 
@@ -91,7 +91,7 @@ def _structure_errors(document: Any, source: str) -> list[ConfigError]:
 
 
 def components_used(document: ConfigDocument) -> list[str]:
-    from cluster_config.render import COMPONENT, placeholders_in
+    from cluster_yaml.render import COMPONENT, placeholders_in
 
     return list(dict.fromkeys(p.arg for _, p in placeholders_in(document.data) if p.name == COMPONENT and p.arg))
 

@@ -17,12 +17,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from cluster_config.document import ConfigDocument, YamlPath, format_path
-from cluster_config.render import PlaceholderValues, render
-from cluster_config.rules import Level, RuleContext, check_rules
-from cluster_config.schema import SchemaRequest, errors_from, schema_request, version_error
-from cluster_config.simulation import simulate
-from cluster_config.sidecar import (CACHE_DIR, PCLUSTER_PYTHON, MachineryFailure, PclusterProcess, WorkerError,
+from cluster_yaml.document import ConfigDocument, YamlPath, format_path
+from cluster_yaml.render import PlaceholderValues, render
+from cluster_yaml.rules import Level, RuleContext, check_rules
+from cluster_yaml.schema import SchemaRequest, errors_from, schema_request, version_error
+from cluster_yaml.simulation import simulate
+from cluster_yaml.sidecar import (CACHE_DIR, PCLUSTER_PYTHON, MachineryFailure, PclusterProcess, WorkerError,
                                    cache_key, cached, remember_account, store)
 from settings.errors import ConfigError, ConfigErrors
 
@@ -156,7 +156,7 @@ class Validation:
             simulation = simulate(templates, self.region, objects=objects)
         except Exception as error:  # noqa: BLE001 - a template the simulation cannot read: its fault, said so
             _raise([machinery_error(f"{type(error).__name__}: {error}", "the synthesized templates",
-                                    "cluster_config/simulation.py")], self)
+                                    "cluster_yaml/simulation.py")], self)
         configs = simulation.configs if configs is None else configs
         if len(configs) != len(self.documents):
             raise AssertionError(f"{len(configs)} cluster configs in the templates for {len(self.documents)} documents")

@@ -26,7 +26,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from cluster_config.document import ConfigDocument, YamlPath
+from cluster_yaml.document import ConfigDocument, YamlPath
 
 STABLE_PREFIX = "stable"
 FIXED_EVENTS = ("OnNodeStart", "OnNodeConfigured")  # UNSUPPORTED on update for head node and login pools

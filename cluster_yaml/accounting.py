@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 
-from cluster_config.document import ConfigDocument
+from cluster_yaml.document import ConfigDocument
 
 SLURMDBD_USER = "slurm"  # created by hpc_constructs/accounting_database.py, with rights on DATABASE_NAME only
 DATABASE_NAME = "slurm_acct_db"

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
-from cluster_config import stack_values
-from cluster_config.document import ConfigDocument, YamlPath
-from cluster_config.node_actions import is_fixed_location
+from cluster_yaml import stack_values
+from cluster_yaml.document import ConfigDocument, YamlPath
+from cluster_yaml.node_actions import is_fixed_location
 from settings.errors import ConfigError, ConfigErrors
 
 PLACEHOLDER = re.compile(r"\$\{(?P<name>[A-Za-z][A-Za-z0-9_]*)(?::-(?P<default>[^}]*)|:(?P<arg>[^}]*))?\}")

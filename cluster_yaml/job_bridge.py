@@ -17,8 +17,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from cluster_config.document import ConfigDocument
-from cluster_config.node_actions import event_steps
+from cluster_yaml.document import ConfigDocument
+from cluster_yaml.node_actions import event_steps
 from job_bridge.submitters import Submitter
 
 EPILOG = "/opt/job-bridge/epilog"

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Callable, Iterator
 
-from cluster_config.document import ConfigDocument
-from cluster_config.sections import action_steps, custom_action_sections, dig
+from cluster_yaml.document import ConfigDocument
+from cluster_yaml.sections import action_steps, custom_action_sections, dig
 from settings.errors import ConfigError
 
 # The custom resource must finish within CloudFormation's 1 h; ParallelCluster needs ~10 min

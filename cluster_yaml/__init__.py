@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from cluster_config.document import ConfigDocument, load_document
-from cluster_config.node_actions import object_key, script_digest
-from cluster_config.render import NODE_ACTION, PlaceholderValues, node_actions_used, render
-from cluster_config.stack_values import BY_NAME, stand_ins
-from cluster_config.validation import Validation
+from cluster_yaml.document import ConfigDocument, load_document
+from cluster_yaml.node_actions import object_key, script_digest
+from cluster_yaml.render import NODE_ACTION, PlaceholderValues, node_actions_used, render
+from cluster_yaml.stack_values import BY_NAME, stand_ins
+from cluster_yaml.validation import Validation
 from settings.context import REPO_ROOT
 from settings.errors import ConfigError
 
@@ -41,7 +41,7 @@ def load_named_config(name: str) -> ConfigDocument:
 
 def dummy_values(region: str, vpc_cidr: str, key_pair_name: str, context: Callable[[str], Any],
                  uses_node_actions: bool) -> PlaceholderValues:
-    """Stand-ins for the stack values (cluster_config/stack_values.py), well-formed for ParallelCluster's id
+    """Stand-ins for the stack values (cluster_yaml/stack_values.py), well-formed for ParallelCluster's id
     patterns and told apart in the rendered snapshot by their repeated hex digit (see DUMMY_LEGEND)."""
     stack = stand_ins(region=region, account=DUMMY_ACCOUNT, vpc_cidr=vpc_cidr, key_pair_name=key_pair_name,
                       node_actions=uses_node_actions)
