@@ -4,14 +4,17 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
-PCLUSTER_VENV := .venv-pcluster
+# One isolated venv per ParallelCluster version (aws-parallelcluster pins CDK v1), each from its lock
+# requirements-pcluster-<version>.txt. install builds those of the versions cdk.json uses; test builds all.
+ALL_PCLUSTER_VERSIONS := $(patsubst requirements-pcluster-%.txt,%,$(wildcard requirements-pcluster-*.txt))
+USED_PCLUSTER_VERSIONS := $(shell $(PYTHON) -c 'import json; print(json.load(open("cdk.json"))["context"]["parallelcluster_version"])')
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 # Offline by construction: no credentials are looked up and botocore never probes instance metadata.
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: synth test install system-deps benchmark clean
+.PHONY: synth test install pcluster-venv system-deps benchmark clean
 
-install: $(VENV)/.installed $(PCLUSTER_VENV)/.installed node_modules/.installed
+install: $(VENV)/.installed $(USED_PCLUSTER_VERSIONS:%=.venv-pcluster-%/.installed) node_modules/.installed
 
 # Re-installs when a requirements file changes; pip check keeps the resolved set honest. The project itself
 # goes in editable (no dependencies of its own): the user commands land in .venv/bin as hpc-* console scripts.
@@ -22,12 +25,17 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(VENV)/bin/pip check
 	touch $@
 
-# aws-parallelcluster pins CDK v1: isolated so both venvs stay consistent under pip check.
-$(PCLUSTER_VENV)/.installed: requirements-pcluster.txt
-	test -x $(PCLUSTER_VENV)/bin/python || $(PYTHON) -m venv $(PCLUSTER_VENV)
-	$(PCLUSTER_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-pcluster.txt
-	$(PCLUSTER_VENV)/bin/pip check
+# aws-parallelcluster pins CDK v1: isolated so every venv stays consistent under pip check.
+.venv-pcluster-%/.installed: requirements-pcluster-%.txt
+	test -x .venv-pcluster-$*/bin/python || $(PYTHON) -m venv .venv-pcluster-$*
+	.venv-pcluster-$*/bin/pip install --quiet --disable-pip-version-check -r $<
+	.venv-pcluster-$*/bin/pip check
 	touch $@
+
+# Another version's venv on demand: make pcluster-venv PCLUSTER_VERSION=3.15.1
+pcluster-venv:
+	@test -n "$(PCLUSTER_VERSION)" || { echo "usage: make pcluster-venv PCLUSTER_VERSION=<one of: $(ALL_PCLUSTER_VERSIONS)>"; exit 2; }
+	$(MAKE) .venv-pcluster-$(PCLUSTER_VERSION)/.installed
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
@@ -57,7 +65,7 @@ system-deps:
 
 # One file per worker (--dist loadfile): a file's synthesized variants and its local Slurm stay in one process.
 TEST_WORKERS ?= auto
-test: install system-deps
+test: install $(ALL_PCLUSTER_VERSIONS:%=.venv-pcluster-%/.installed) system-deps
 	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # Not a test: prints synth time vs a bare CDK app and the validation time, as ratios.
@@ -65,4 +73,4 @@ benchmark: install
 	$(VENV)/bin/python scripts/benchmark_synth.py
 
 clean:
-	rm -rf cdk.out $(VENV) $(PCLUSTER_VENV) node_modules
+	rm -rf cdk.out $(VENV) .venv-pcluster-* node_modules

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Iterator
 
 from cluster_yaml.document import ConfigDocument, YamlPath
-from cluster_yaml.sidecar import PCLUSTER_PYTHON, ask_once
+from cluster_yaml.sidecar import ask_once, lock_file, pcluster_python
 from settings.errors import ConfigError
 
 # Operating systems ParallelCluster dropped, and what replaces them (its CHANGELOG: alinux2 and
@@ -34,9 +33,10 @@ def schema_request(requests: list[SchemaRequest]) -> dict[str, Any]:
 def version_error(found: str, expected: str) -> ConfigError | None:
     if found == expected:
         return None
-    return ConfigError(source="requirements-pcluster.txt", key="aws-parallelcluster", value=found,
+    return ConfigError(source=lock_file(expected).name, key="aws-parallelcluster", value=found,
                        problem=f"does not match context parallelcluster_version {expected} (the provider that will "
-                               "deploy the cluster)", fix="pin the same version in both places, then run `make install`")
+                               "deploy the cluster)", fix=f"pin aws-parallelcluster=={expected} there, then run "
+                                                          "`make install`")
 
 
 def errors_from(requests: list[SchemaRequest], answer: dict[str, Any], expected_version: str) -> list[ConfigError]:
@@ -67,12 +67,13 @@ def _error(request: SchemaRequest, path: YamlPath, message: str, fields: dict[st
     return request.document.error(path, f"ParallelCluster schema: {message}", fix)
 
 
-def schema_errors(requests: list[SchemaRequest], region: str, expected_version: str,
-                  python: Path = PCLUSTER_PYTHON) -> list[ConfigError]:
-    """The schema check in a process of its own, waited for at once (cached by content)."""
+def schema_errors(requests: list[SchemaRequest], region: str, expected_version: str) -> list[ConfigError]:
+    """The schema check of ``expected_version``'s own package, in a process of its own, waited for at once (cached by
+    content)."""
     if not requests:
         return []
-    return errors_from(requests, ask_once(schema_request(requests), region, python=python), expected_version)
+    answer = ask_once(schema_request(requests), region, python=pcluster_python(expected_version))
+    return errors_from(requests, answer, expected_version)
 
 
 def _flatten(messages: Any, path: YamlPath, data: Any) -> Iterator[tuple[YamlPath, str]]:

@@ -1,4 +1,5 @@
-"""The ParallelCluster worker process (pcluster_sidecar/worker.py in .venv-pcluster), seen from the app and its answer cache.
+"""The ParallelCluster worker process (pcluster_sidecar/worker.py in .venv-pcluster-<version>), seen from the app
+and its answer cache.
 
 aws-parallelcluster pins CDK v1, so its code runs in its own venv, in a process of its own: started
 early (imports and the simulated account's backends warm up while the stacks are built), asked one
@@ -16,15 +17,33 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from settings.cluster import ClusterSettings
 from settings.context import REPO_ROOT
 
-PCLUSTER_PYTHON = REPO_ROOT / ".venv-pcluster" / "bin" / "python"
-LOCK_FILE = REPO_ROOT / "requirements-pcluster.txt"
+
+def pcluster_venv(version: str) -> Path:
+    """The isolated venv of one ParallelCluster version, built by make install from its lock file."""
+    return REPO_ROOT / f".venv-pcluster-{version}"
+
+
+def pcluster_python(version: str) -> Path:
+    return pcluster_venv(version) / "bin" / "python"
+
+
+def lock_file(version: str) -> Path:
+    return REPO_ROOT / f"requirements-pcluster-{version}.txt"
+
+
+DEFAULT_VERSION = ClusterSettings.parallelcluster_version
+PCLUSTER_PYTHON = pcluster_python(DEFAULT_VERSION)  # the version of the shipped context
 CACHE_DIR = REPO_ROOT / ".cache" / "pcluster"
-SIDECAR = REPO_ROOT / "pcluster_sidecar"  # runs in .venv-pcluster (pcluster_sidecar/__init__.py)
+SIDECAR = REPO_ROOT / "pcluster_sidecar"  # runs in .venv-pcluster-<version> (pcluster_sidecar/__init__.py)
 WORKER = SIDECAR / "worker.py"
 WORKER_SOURCES = (WORKER, SIDECAR / "account.py")
 TIMEOUT_SECONDS = 300
+INSTALL_HINT = ("run `make install` (it builds .venv-pcluster-<version> from requirements-pcluster-<version>.txt for "
+                "each parallelcluster_version cdk.json uses; `make pcluster-venv PCLUSTER_VERSION=<version>` builds "
+                "another)")
 
 
 class WorkerError(Exception):
@@ -64,10 +83,15 @@ def _write_atomically(path: Path, text: str) -> None:
     temporary.replace(path)
 
 
+def _lock_of(python: Path) -> str:
+    lock = lock_file(python.parent.parent.name.removeprefix(".venv-pcluster-"))
+    return lock.read_text() if lock.exists() else ""
+
+
 def cache_key(request: dict[str, Any], python: Path = PCLUSTER_PYTHON) -> str:
     parts = [json.dumps(request, sort_keys=True, default=str), str(python),
              *(source.read_text() for source in WORKER_SOURCES),
-             LOCK_FILE.read_text() if LOCK_FILE.exists() else ""]
+             _lock_of(python)]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
@@ -91,8 +115,7 @@ class PclusterProcess:
     def __init__(self, region: str, *, warm: bool = False, python: Path = PCLUSTER_PYTHON) -> None:
         if not python.exists():
             where = python.relative_to(REPO_ROOT) if python.is_relative_to(REPO_ROOT) else python
-            raise WorkerError(f"the isolated ParallelCluster venv {where} is missing: run `make install` (it creates "
-                              ".venv-pcluster from requirements-pcluster.txt)")
+            raise WorkerError(f"the isolated ParallelCluster venv {where} is missing: {INSTALL_HINT}")
         args = [str(python), str(WORKER), *(["--warm", region, str(last_account_file(region))] if warm else [])]
         self.stderr = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe: chatty logs cannot block the worker
         self.process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr,
@@ -118,8 +141,7 @@ class PclusterProcess:
             self.close()
             self.stderr.seek(0)
             stderr = self.stderr.read()
-            raise WorkerError(f"the ParallelCluster worker stopped: {stderr.strip()[-800:]}; run `make install` to "
-                              "rebuild .venv-pcluster")
+            raise WorkerError(f"the ParallelCluster worker stopped: {stderr.strip()[-800:]}; {INSTALL_HINT}")
         answer = json.loads(line)
         if "crash" in answer:
             raise MachineryFailure(answer["crash"], answer.get("checking"), answer.get("traceback", ""))

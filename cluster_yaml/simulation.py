@@ -1,5 +1,5 @@
 """The AWS account as our synthesized templates will leave it, described for ParallelCluster's own
-validators (run offline in .venv-pcluster against moto, see pcluster_account.py).
+validators (run offline in .venv-pcluster-<version> against moto, see pcluster_sidecar/account.py).
 
 Every resource the templates create gets a stable simulated id derived from its stack and logical id
 (``subnet-0…`` with 17 hex digits, as the real ones), and the cluster config of ClusterStack is

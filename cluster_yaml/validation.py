@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from cluster_yaml.document import ConfigDocument, YamlPath, format_path
@@ -22,8 +23,8 @@ from cluster_yaml.render import PlaceholderValues, render
 from cluster_yaml.rules import Level, RuleContext, check_rules
 from cluster_yaml.schema import SchemaRequest, errors_from, schema_request, version_error
 from cluster_yaml.simulation import simulate
-from cluster_yaml.sidecar import (CACHE_DIR, PCLUSTER_PYTHON, MachineryFailure, PclusterProcess, WorkerError,
-                                   cache_key, cached, remember_account, store)
+from cluster_yaml.sidecar import (CACHE_DIR, INSTALL_HINT, MachineryFailure, PclusterProcess, WorkerError,
+                                   cache_key, cached, pcluster_python, remember_account, store)
 from settings.errors import ConfigError, ConfigErrors
 
 # What to change, for the validators that fire most on configs brought from elsewhere; ParallelCluster's
@@ -68,6 +69,7 @@ class Validation:
     def __init__(self, requests: list[tuple[ConfigDocument, PlaceholderValues, str]], *, region: str,
                  parallelcluster_version: str, use_cache: bool = True, full: bool = True) -> None:
         self.region, self.version, self.use_cache = region, parallelcluster_version, use_cache
+        self.python = pcluster_python(parallelcluster_version)  # each version is judged by its own package
         self.errors: list[ConfigError] = []
         self.rule_warnings: list[str] = []  # project rules' WARNING and INFO findings, printed with ParallelCluster's
         self.rendered: list[dict[str, Any]] = []
@@ -98,7 +100,7 @@ class Validation:
         self.schema_key = ""
         if self.schema_requests:
             request = schema_request(self.schema_requests)
-            self.schema_key = cache_key(request)
+            self.schema_key = cache_key(request, self.python)
             self.schema_answer = cached(self.schema_key) if use_cache else None
             if self.schema_answer is None or (full and not self._deployment_likely_cached()):
                 self._start_worker(warm=full)
@@ -107,10 +109,18 @@ class Validation:
 
     # -- the worker ---------------------------------------------------------------------------------------
     def _start_worker(self, warm: bool) -> None:
+        if not self.python.exists():
+            self.errors.append(ConfigError(
+                source="cdk.json or -c", key="context 'parallelcluster_version'", value=self.version,
+                problem=f"is validated by ParallelCluster {self.version}'s own package, in "
+                        f"{self.python.parent.parent.name}, which is not installed",
+                fix=f"run `make pcluster-venv PCLUSTER_VERSION={self.version}` (`make install` builds the venvs of "
+                    "the versions cdk.json uses)"))
+            return
         try:
-            self.worker = PclusterProcess(self.region, warm=warm)
+            self.worker = PclusterProcess(self.region, warm=warm, python=self.python)
         except WorkerError as error:
-            self.errors.append(_worker_error(error))
+            self.errors.append(_worker_error(error, self.python))
 
     def close(self) -> None:
         if self.worker:
@@ -138,7 +148,7 @@ class Validation:
                 if self.use_cache:
                     store(self.schema_key, self.schema_answer)
             except WorkerError as error:
-                errors.append(_worker_error(error))
+                errors.append(_worker_error(error, self.python))
         if self.schema_answer is not None:
             errors += errors_from(self.schema_requests, self.schema_answer, self.version)
         self.errors = []
@@ -163,7 +173,7 @@ class Validation:
         request = {"dryrun": {"region": self.region, "account": simulation.account, "clusters": [
             {"name": document.source, "cluster_name": cluster_name, "config": config}
             for (document, cluster_name), config in zip(self.documents, configs)]}}
-        key = cache_key(request)
+        key = cache_key(request, self.python)
         answer = cached(key) if self.use_cache else None
         try:
             if answer is None:
@@ -178,7 +188,7 @@ class Validation:
                     store(key, answer)
                     (CACHE_DIR / f"{self.schema_key}.next").write_text(key)
         except WorkerError as error:
-            _raise([_worker_error(error)], self)
+            _raise([_worker_error(error, self.python)], self)
         self.close()  # done with ParallelCluster: free its memory before CDK writes the assembly
         mismatch = version_error(answer["version"], self.version)
         if mismatch:
@@ -263,12 +273,12 @@ def _leaves(node: Any, path: YamlPath):
         yield path, node
 
 
-def _worker_error(error: WorkerError) -> ConfigError:
-    where = PCLUSTER_PYTHON.parent.parent.name
+def _worker_error(error: WorkerError, python: Path) -> ConfigError:
+    where = python.parent.parent.name
     if isinstance(error, MachineryFailure):
         return machinery_error(error.exception, error.checking or "the request", where)
     return ConfigError(source=where, key="ParallelCluster validation", has_value=False, problem=str(error),
-                       fix="run `make install` (it creates .venv-pcluster from requirements-pcluster.txt)")
+                       fix=INSTALL_HINT)
 
 
 def machinery_error(exception: str, checking: str, source: str) -> ConfigError:

@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"# {document.source} (validation stand-ins)\n{yaml.safe_dump(config, sort_keys=False)}", end="")
             return 0
         ami = build_image(connect(region, args.profile), document, args.image_id, network.vpc_cidr, context.get,
-                          args.poll_seconds)
+                          args.poll_seconds, version)
         print(f"AMI {ami}\nuse it: npx cdk deploy ClusterStack -c CUSTOM_AMI={ami}")
     except (ConfigError, ConfigErrors) as error:
         print(f"Configuration error:\n{error}", file=sys.stderr)

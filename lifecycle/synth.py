@@ -11,7 +11,11 @@ from pathlib import Path
 from settings.context import REPO_ROOT
 
 CDK = REPO_ROOT / "node_modules" / ".bin" / "cdk"
-SHARED_INSTALLS = (".venv", ".venv-pcluster", "node_modules")  # reused by a worktree of another ref
+
+
+def shared_installs() -> list[str]:
+    """What a worktree of another ref reuses: the venvs (one per ParallelCluster version) and the CDK CLI."""
+    return [".venv", "node_modules", *sorted(p.name for p in REPO_ROOT.glob(".venv-pcluster-*"))]
 
 
 def synth_env() -> dict[str, str]:
@@ -30,7 +34,7 @@ def synth(out_dir: Path, *, ref: str | None = None, context: dict[str, str] | No
     worktree = Path(tempfile.mkdtemp(prefix="synth-ref-"))
     try:
         _run(["git", "worktree", "add", "--detach", "--force", str(worktree), ref], REPO_ROOT)
-        for name in SHARED_INSTALLS:
+        for name in shared_installs():
             if (REPO_ROOT / name).exists() and not (worktree / name).exists():
                 (worktree / name).symlink_to(REPO_ROOT / name)
         _run(args, worktree)

@@ -9,11 +9,12 @@ from PrereqStack compares equal on both sides unless what it points at changed.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cluster_yaml.sidecar import PCLUSTER_PYTHON, ask_once
+from cluster_yaml.sidecar import PCLUSTER_PYTHON, ask_once, pcluster_python
 
 # ParallelCluster update policy name -> what it means for the person running `cdk deploy`.
 CATEGORIES = {
@@ -38,6 +39,13 @@ UNSUPPORTED = "unsupported: new cluster needed"
 REPLACE_PATH = ("create a new cluster: set -c cluster_name=<new name> (CloudFormation creates it, then deletes the old "
                 "one; data on /fsx and /home stays in PrereqStack), or `cdk destroy ClusterStack` and deploy again")
 STOP_FLEET_PATH = "stop the fleet first (hpc-ops stop-fleet), deploy, then start it (hpc-ops start-fleet)"
+# ParallelCluster refuses to update a cluster created by another version (pcluster/api/controllers/
+# cluster_operations_controller.py: "the update can be performed only with the same ParallelCluster version ... used
+# to create the cluster"); its documented upgrade is a new cluster.
+UPGRADE_PATH = ("keep parallelcluster_version={old} for this cluster, or move to {new} with a new cluster: let the "
+                "jobs finish, `npx cdk destroy ClusterStack` (the file systems, /home and the data bucket stay in "
+                "PrereqStack), then `hpc-deploy -c parallelcluster_version={new}` and `hpc-ops verify`")
+PROVIDER_TEMPLATE = re.compile(r"/parallelcluster/([^/]+)/templates/custom_resource/cluster\.yaml")
 
 
 @dataclass
@@ -72,10 +80,18 @@ class Preview:
     notes: list[str] = field(default_factory=list)  # whole-cluster events (created, replaced, removed)
     replaced: bool = False
     refused: bool = False  # CloudFormation refuses the PrereqStack change the cluster change comes from
+    versions: tuple[str, str] | None = None  # (deployed, target) ParallelCluster versions when they differ
 
     @property
     def has_errors(self) -> bool:
-        return self.replaced or self.refused or any(c.is_error for c in self.changes)
+        return self.replaced or self.refused or self.versions is not None or any(c.is_error for c in self.changes)
+
+    @property
+    def recommended(self) -> str:
+        """What to do instead when the update cannot be applied."""
+        if self.versions:
+            return UPGRADE_PATH.format(old=self.versions[0], new=self.versions[1])
+        return REPLACE_PATH
 
 
 def symbolic(value: Any) -> Any:
@@ -100,6 +116,16 @@ def symbolic(value: Any) -> Any:
         separator, parts = value["Fn::Join"]
         return separator.join(str(symbolic(p)) for p in parts)
     return {k: symbolic(v) for k, v in value.items()}
+
+
+def provider_version(template: dict[str, Any] | None) -> str | None:
+    """The ParallelCluster version of the provider a ClusterStack template deploys (its nested stack's template)."""
+    for resource in (template or {}).get("Resources", {}).values():
+        if resource.get("Type") == "AWS::CloudFormation::Stack":
+            found = PROVIDER_TEMPLATE.search(json.dumps(resource.get("Properties", {}).get("TemplateURL")))
+            if found:
+                return found.group(1)
+    return None
 
 
 def cluster_side(template: dict[str, Any]) -> ClusterSide | None:
@@ -150,7 +176,7 @@ def _replace_text(value: Any, old: str, new: str) -> Any:
 
 
 def preview(base: dict[str, Any] | None, target: dict[str, Any] | None, *, running: bool = True,
-            python: Path = PCLUSTER_PYTHON,
+            python: Path | None = None,
             prereq: tuple[dict[str, Any] | None, dict[str, Any] | None] | None = None) -> Preview:
     """Compares the cluster of two ClusterStack templates (None: no such stack/cluster). With ``prereq`` (the two
     PrereqStack templates), values the cluster reads from a PrereqStack resource the change replaces count as
@@ -176,10 +202,20 @@ def preview(base: dict[str, Any] | None, target: dict[str, Any] | None, *, runni
         result.replaced = True
         result.notes.append(f"the cluster's logical id changes ({before.logical_id} -> {after.logical_id}) but not its "
                             "name: CloudFormation would create a second cluster with the same name, which fails")
+    old_version, new_version = provider_version(base), provider_version(target)
+    if old_version and new_version and old_version != new_version:
+        result.versions = (old_version, new_version)
+        result.notes.append(f"ParallelCluster {old_version} -> {new_version}: needs a new cluster. ParallelCluster "
+                            "updates a cluster only with the version that created it; this deploy would replace the "
+                            "provider, and the cluster update would fail and roll back")
+        result.notes.append(f"next: {result.recommended}")
+        return result  # the old version's update policies do not apply to a cluster the new one cannot update
     if prereq:
         _prereq_replacements(base, target, prereq, result, after)
     request = {"patch": {"cluster_name": after.cluster_name, "base": before.configuration,
                          "target": after.configuration, "running": running}}
+    if python is None:
+        python = pcluster_python(new_version) if new_version else PCLUSTER_PYTHON
     for row in ask_once(request, "us-east-1", use_cache=False, python=python)["changes"]:
         key = f"{row['path']}.{row['key']}" if row["path"] else row["key"]
         result.changes.append(Change(key, row["old"], row["new"], row["policy"], row["check"], row["reason"],

@@ -24,7 +24,7 @@ from typing import Any, Callable, TextIO
 from botocore.exceptions import ClientError
 
 from cluster_yaml.stack_values import HEAD_NODE_INSTANCE_ID
-from lifecycle.update_preview import REPLACE_PATH, Preview, to_terminal
+from lifecycle.update_preview import Preview, to_terminal
 from ops.cluster import OpsError, Session, fleet_status, run_shell, set_fleet
 from ops.preflight import Preflight, Target
 from settings.context import REPO_ROOT
@@ -182,7 +182,8 @@ class Deployer:
         self.say(f"  compute fleet: {fleet}")
         self.say("  " + to_terminal(plan).rstrip().replace("\n", "\n  "))
         if plan.has_errors:
-            return self._stop_here(f"this update cannot be applied to the running cluster. Recommended: {REPLACE_PATH}")
+            return self._stop_here("this update cannot be applied to the running cluster. Recommended: "
+                                   f"{plan.recommended}")
         blocking = [c for c in plan.changes if c.category in BLOCKING and c.check != "SUCCEEDED"]
         if blocking:
             return self._stop_here("these changes need a decision first: " + "; ".join(

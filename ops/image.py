@@ -21,10 +21,14 @@ from cluster_yaml.image import COMPONENT_DIR, component_version, components_used
 from cluster_yaml.render import render
 from cluster_yaml.stack_values import DATA_BUCKET_NAME, KEY_PAIR_NAME
 from ops.cluster import OpsError, Session, outputs
-from settings.context import REPO_ROOT
+from cluster_yaml.sidecar import DEFAULT_VERSION, pcluster_venv
 
-# The pcluster CLI of the isolated venv (aws-parallelcluster pins CDK v1); PCLUSTER overrides it.
-PCLUSTER = os.environ.get("PCLUSTER", str(REPO_ROOT / ".venv-pcluster" / "bin" / "pcluster"))
+# The pcluster CLI of the version's isolated venv (aws-parallelcluster pins CDK v1); PCLUSTER overrides it.
+PCLUSTER = os.environ.get("PCLUSTER")
+
+
+def pcluster_cli(version: str) -> str:
+    return PCLUSTER or str(pcluster_venv(version) / "bin" / "pcluster")
 DONE, FAILED = "BUILD_COMPLETE", ("BUILD_FAILED", "DELETE_FAILED", "DELETE_COMPLETE")
 
 
@@ -53,17 +57,17 @@ def upload_components(aws: Session, bucket: str, names: list[str], say: Callable
     return arns
 
 
-def pcluster(*args: str) -> dict[str, Any]:
-    result = subprocess.run([PCLUSTER, *args], capture_output=True, text=True)
+def pcluster(version: str, *args: str) -> dict[str, Any]:
+    result = subprocess.run([pcluster_cli(version), *args], capture_output=True, text=True)
     if result.returncode != 0:
         raise OpsError(f"pcluster {args[0]} failed: {(result.stdout + result.stderr).strip()[-1500:]}")
     return json.loads(result.stdout)
 
 
 def wait_for_image(image_id: str, region: str, poll_seconds: float, sleep: Callable[[float], None] = time.sleep,
-                   say: Callable[[str], None] = _say) -> str:
+                   say: Callable[[str], None] = _say, version: str = DEFAULT_VERSION) -> str:
     while True:
-        image = pcluster("describe-image", "--image-id", image_id, "--region", region)
+        image = pcluster(version, "describe-image", "--image-id", image_id, "--region", region)
         status = image.get("imageBuildStatus", "UNKNOWN")
         say(f"{image_id}: {status}")
         if status == DONE:
@@ -76,8 +80,9 @@ def wait_for_image(image_id: str, region: str, poll_seconds: float, sleep: Calla
 
 
 def build_image(aws: Session, document: ConfigDocument, image_id: str, vpc_cidr: str, context: Callable[[str], Any],
-                poll_seconds: float, say: Callable[[str], None] = _say) -> str:
-    """Uploads the components the image config uses, renders it with PrereqStack's outputs, builds, waits: the AMI id."""
+                poll_seconds: float, version: str, say: Callable[[str], None] = _say) -> str:
+    """Uploads the components the image config uses, renders it with PrereqStack's outputs, builds with ``version``'s
+    pcluster, waits: the AMI id."""
     prereq = outputs(aws, "PrereqStack")
     arns = upload_components(aws, prereq[DATA_BUCKET_NAME], components_used(document), say)
     base = dummy_values(aws.region, vpc_cidr, prereq.get(KEY_PAIR_NAME, ""), context, False)
@@ -85,7 +90,7 @@ def build_image(aws: Session, document: ConfigDocument, image_id: str, vpc_cidr:
     values.stack = {**base.stack, **prereq}
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
         yaml.safe_dump(render(document, values), handle, sort_keys=False)
-    started = pcluster("build-image", "--image-configuration", handle.name, "--image-id", image_id,
+    started = pcluster(version, "build-image", "--image-configuration", handle.name, "--image-id", image_id,
                        "--region", aws.region)
     say(f"build started: {started.get('image', {}).get('imageBuildStatus', 'BUILD_IN_PROGRESS')}")
-    return wait_for_image(image_id, aws.region, poll_seconds, say=say)
+    return wait_for_image(image_id, aws.region, poll_seconds, say=say, version=version)

@@ -1,4 +1,4 @@
-"""ParallelCluster's full validation, offline: runs inside .venv-pcluster (stdlib, boto3, moto and
+"""ParallelCluster's full validation, offline: runs inside .venv-pcluster-<version> (stdlib, boto3, moto and
 pcluster only; no project imports), driven by worker.py.
 
 ``pcluster.lib.create_cluster(dryrun=True)`` runs every validator ParallelCluster runs before it

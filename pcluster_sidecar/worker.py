@@ -1,4 +1,4 @@
-"""Runs inside .venv-pcluster (aws-parallelcluster pins CDK v1, so it cannot share our venv).
+"""Runs inside .venv-pcluster-<version> (aws-parallelcluster pins CDK v1, so it cannot share our venv).
 
 One JSON request per line on stdin, one JSON answer per line on stdout, until stdin closes; standard
 library, pcluster and moto only (no project imports; account.py sits beside this file):

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Prints the record of the instance-type catalogue (pcluster_sidecar/instance_catalogue.json) for the moto and
-aws-parallelcluster pinned in requirements-pcluster.txt. Developer tool, needs PyPI: the dates are the build
+aws-parallelcluster pinned in requirements-pcluster-<version>.txt. Developer tool, needs PyPI: the dates are the build
 times of the two wheels' files. After bumping moto: run it, review, and write its output to the record."""
 
 import glob
@@ -17,7 +17,11 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def pinned(package: str) -> str:
-    text = (REPO / "requirements-pcluster.txt").read_text()
+    from settings import read
+    from settings.cluster import ClusterSettings
+
+    version = read(ClusterSettings).parallelcluster_version
+    text = (REPO / f"requirements-pcluster-{version}.txt").read_text()  # the lock of the shipped version
     return re.search(rf"^{re.escape(package)}==(\S+)$", text, re.M | re.I).group(1)
 
 

@@ -6,12 +6,19 @@ import re
 from dataclasses import dataclass
 
 from job_bridge.submitters import Submitter, submitters as parse_submitters
-from settings.context import ContextReader
+from settings.context import REPO_ROOT, ContextReader
 
 CLUSTER_NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9-]{0,59}$")
 VERSION = re.compile(r"^3\.(\d+)\.\d+$")
 JOB_PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*/$")
 RESERVED_NAMES = ("PrereqStack", "ClusterStack")  # ParallelCluster creates a stack named after the cluster
+
+
+def supported_parallelcluster_versions() -> list[str]:
+    """The ParallelCluster versions a cluster may use: one lock file each (requirements-pcluster-<version>.txt),
+    whose venv validates that version's clusters with that version's own package."""
+    names = [p.name[len("requirements-pcluster-"):-len(".txt")] for p in REPO_ROOT.glob("requirements-pcluster-*.txt")]
+    return sorted(names, key=lambda v: tuple(int(n) if n.isdigit() else 0 for n in v.split(".")))
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,11 @@ class ClusterSettings:
         if not match or int(match.group(1)) < 6:
             reader.fail("parallelcluster_version", "is not a ParallelCluster 3.6+ release (the first with the "
                         "CloudFormation custom resource)", "use a version such as 3.16.1")
+        elif version not in supported_parallelcluster_versions():
+            reader.fail("parallelcluster_version", "is not a version this app validates offline (supported: "
+                        f"{', '.join(supported_parallelcluster_versions())})",
+                        "use one of those, or add requirements-pcluster-<version>.txt: the full lock of that "
+                        "version's venv (docs/cluster-configs.md)")
         prefix = reader.string("job_bridge_prefix", d.job_bridge_prefix)
         if not JOB_PREFIX.match(prefix):
             reader.fail("job_bridge_prefix", "is not an S3 key prefix ending in '/'",

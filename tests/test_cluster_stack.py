@@ -40,10 +40,14 @@ def test_official_provider_is_a_nested_stack_pinned_to_the_context_version(clust
     assert service_token["Fn::GetAtt"][1] == "Outputs.ServiceToken"
 
 
-def test_validation_venv_pins_the_same_parallelcluster_version():
-    lock = (REPO_ROOT / "requirements-pcluster.txt").read_text()
-    pinned = re.search(r"^aws-parallelcluster==(\S+)$", lock, re.M).group(1)
-    assert pinned == shipped_context()["parallelcluster_version"]
+def test_each_supported_version_has_a_lock_pinning_that_version_and_the_shipped_one_is_supported():
+    from settings.cluster import supported_parallelcluster_versions
+
+    versions = supported_parallelcluster_versions()
+    assert {"3.15.1", "3.16.1"} <= set(versions) and shipped_context()["parallelcluster_version"] in versions
+    for version in versions:
+        lock = (REPO_ROOT / f"requirements-pcluster-{version}.txt").read_text()
+        assert re.search(r"^aws-parallelcluster==(\S+)$", lock, re.M).group(1) == version
 
 
 def test_cluster_is_deleted_with_the_stack_and_named_apart_from_it(cluster: Template):
@@ -166,10 +170,36 @@ def test_provider_version_must_be_3_6_or_later():
     assert "is not a ParallelCluster 3.6+ release" in build_error(parallelcluster_version="3.5.1")
 
 
-def test_provider_and_validation_versions_must_match():
+def test_a_version_without_a_lock_is_refused_with_the_supported_ones():
+    message = build_error(parallelcluster_version="3.14.0")
+    assert "context 'parallelcluster_version' = '3.14.0': is not a version this app validates offline (supported: " \
+           "3.15.1, 3.16.1)" in message and "add requirements-pcluster-<version>.txt" in message
+
+
+def test_two_versions_side_by_side_each_cluster_validated_by_its_own_package():
+    """The same config under 3.15.1 and 3.16.1: each version's provider, and each version's own package answers (a
+    mismatch between the answering package and the context is a synth error)."""
+    from cluster_yaml.sidecar import ask_once, pcluster_python
+    from tests.conftest import synth
+
+    for version in ("3.15.1", "3.16.1"):
+        app = synth(parallelcluster_version=version)
+        provider = next(r for r in app.template("ClusterStack").to_json()["Resources"].values()
+                        if r["Type"] == "AWS::CloudFormation::Stack")
+        assert f"/parallelcluster/{version}/templates/" in provider["Properties"]["TemplateURL"]["Fn::Sub"]
+        assert ask_once({"configs": []}, "us-east-1", python=pcluster_python(version))["version"] == version
+
+
+def test_a_version_whose_venv_is_not_installed_is_a_synth_error_naming_the_make_target(monkeypatch, tmp_path):
+    from cluster_yaml import sidecar, validation
+
+    monkeypatch.setattr(sidecar, "CACHE_DIR", tmp_path)  # nothing cached: the worker must start
+    monkeypatch.setattr(validation, "CACHE_DIR", tmp_path)
+    monkeypatch.setattr(validation, "pcluster_python", lambda version: tmp_path / f".venv-pcluster-{version}/bin/python")
     message = build_error(parallelcluster_version="3.15.1")
-    assert "requirements-pcluster.txt: aws-parallelcluster = '3.16.1': does not match context " \
-           "parallelcluster_version 3.15.1" in message
+    assert "context 'parallelcluster_version' = '3.15.1': is validated by ParallelCluster 3.15.1's own package, in " \
+           ".venv-pcluster-3.15.1, which is not installed" in message
+    assert "make pcluster-venv PCLUSTER_VERSION=3.15.1" in message and "Traceback" not in message
 
 
 @pytest.mark.parametrize("key,value,problem", [

@@ -199,6 +199,15 @@ def test_an_unsupported_change_stops_before_anything_happens(account, base, tmp_
     assert "HeadNode.InstanceType" in world.out.getvalue() and REPLACE_PATH in world.out.getvalue()
 
 
+def test_a_parallelcluster_upgrade_stops_before_anything_happens_with_the_path(account, tmp_path, monkeypatch):
+    world = World(tmp_path, template(parallelcluster_version="3.15.1"), template())
+    assert world.run(monkeypatch, stop_now=True) == 1
+    assert world.deploys == [] and fleet() == "RUNNING"
+    out = world.out.getvalue()
+    assert "ParallelCluster 3.15.1 -> 3.16.1: needs a new cluster" in out
+    assert "Recommended: keep parallelcluster_version=3.15.1 for this cluster" in out
+
+
 def test_a_failed_preflight_stops_before_the_plan(account, base, tmp_path, monkeypatch):
     boto3.client("ssm").delete_parameter(Name="/cdk-bootstrap/hnb659fds/version")
     world = World(tmp_path, base, base)

@@ -22,7 +22,7 @@ from cluster_yaml.sidecar import PCLUSTER_PYTHON, MachineryFailure, offline_env
 from settings.context import REPO_ROOT
 
 LOOKUPS = yaml.safe_load((REPO_ROOT / "pcluster_sidecar" / "lookups.yaml").read_text())
-SITE = next((REPO_ROOT / ".venv-pcluster" / "lib").glob("python*/site-packages"))
+SITE = next((PCLUSTER_PYTHON.parent.parent / "lib").glob("python*/site-packages"))
 PCLUSTER = SITE / "pcluster"
 
 
@@ -149,7 +149,8 @@ def test_a_stand_in_that_fails_is_announced_not_a_crash(account, tmp_path):
 
 
 def test_a_failure_of_the_machinery_names_the_exception_and_what_was_checked():
-    error = _worker_error(MachineryFailure("KeyError: 'vpc'", "ParallelCluster's validator EfaValidator"))
+    error = _worker_error(MachineryFailure("KeyError: 'vpc'", "ParallelCluster's validator EfaValidator"),
+                          PCLUSTER_PYTHON)
     text = str(error)
     assert "while checking ParallelCluster's validator EfaValidator" in text
     assert "the validation machinery failed (KeyError: 'vpc')" in text and "not a finding about your config" in text

@@ -144,3 +144,18 @@ def test_turning_the_job_bridge_on_and_off_is_an_in_place_update(base: dict):
     # Off again: the head node's uninstall step arrives through OnNodeUpdated, applied live.
     off = [c for c in preview(bridged, base).changes if c.path.startswith("HeadNode.CustomActions.OnNodeUpdated")]
     assert off and all(c.policy == "SUPPORTED" and c.category == "applied live" for c in off), off
+
+
+def test_a_parallelcluster_version_change_needs_a_new_cluster_and_says_how():
+    """ParallelCluster updates a cluster only with the version that created it: an upgrade is never an update."""
+    from lifecycle.update_preview import provider_version
+
+    old, new = synth(parallelcluster_version="3.15.1"), synth()
+    assert provider_version(old.template("ClusterStack").to_json()) == "3.15.1"
+    result = preview(old.template("ClusterStack").to_json(), new.template("ClusterStack").to_json())
+    assert result.versions == ("3.15.1", "3.16.1") and result.has_errors and result.changes == []
+    text = to_terminal(result)
+    assert "ParallelCluster 3.15.1 -> 3.16.1: needs a new cluster" in text
+    assert "next: keep parallelcluster_version=3.15.1 for this cluster, or move to 3.16.1 with a new cluster" in text
+    assert "`npx cdk destroy ClusterStack`" in text and "`hpc-deploy -c parallelcluster_version=3.16.1`" in text
+    assert "ParallelCluster 3.15.1 -> 3.16.1" in to_markdown(result)
