@@ -70,7 +70,7 @@ test: install $(ALL_PCLUSTER_VERSIONS:%=.venv-pcluster-%/.installed) system-deps
 
 # Not a test: prints synth time vs a bare CDK app and the validation time, as ratios.
 benchmark: install
-	$(VENV)/bin/python scripts/benchmark_synth.py
+	$(VENV)/bin/python tools/benchmark_synth.py
 
 clean:
 	rm -rf cdk.out $(VENV) .venv-pcluster-* node_modules

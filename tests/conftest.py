@@ -25,7 +25,7 @@ from stacks.app_builder import synthesize  # noqa: E402
 
 # The user commands, the boto3 and template code behind them, and the developer tools: where a knob or a stack
 # output must be read through settings/ and stack_values, never spelled out.
-COMMAND_ROOMS = ("commands", "ops", "lifecycle", "job_bridge", "scripts")
+COMMAND_ROOMS = ("commands", "ops", "lifecycle", "job_bridge", "tools")
 
 # The job bridge needs the roles allowed to submit (job_bridge_submitters).
 BRIDGE = {"job_bridge": True, "job_bridge_submitters": ["arn:aws:iam::123456789012:role/onprem-submitter"]}

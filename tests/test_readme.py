@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from scripts.architecture_diagram import README, mermaid, readme_block
+from tools.architecture_diagram import README, mermaid, readme_block
 from settings.context import REPO_ROOT
 from tests.conftest import Synthesized, installed_command
 
@@ -12,7 +12,7 @@ from tests.conftest import Synthesized, installed_command
 def test_readme_diagram_matches_the_synthesized_app(default_app: Synthesized):
     templates = {name: default_app.template(name).to_json() for name in default_app.stacks}
     assert readme_block(mermaid(templates)) in README.read_text(), (
-        "README diagram is stale: run .venv/bin/python scripts/architecture_diagram.py --readme")
+        "README diagram is stale: run .venv/bin/python tools/architecture_diagram.py --readme")
 
 
 def test_ci_runs_exactly_the_readme_test_command():

@@ -240,7 +240,7 @@ def test_commands_read_context_only_through_settings():
 
     from settings.context import REPO_ROOT
 
-    synthesizing = {"scripts/architecture_diagram.py", "scripts/benchmark_synth.py", "commands/build_ami.py"}
+    synthesizing = {"tools/architecture_diagram.py", "tools/benchmark_synth.py", "commands/build_ami.py"}
     offenders = []
     for path in sorted(p for room in COMMAND_ROOMS for p in (REPO_ROOT / room).glob("*.py")):
         relative = str(path.relative_to(REPO_ROOT))

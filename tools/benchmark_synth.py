@@ -2,7 +2,7 @@
 """Benchmark (not a test): `cdk synth` of this app vs a bare one-bucket CDK app, in the same run, with
 the same pinned CLI and venv; and the offline validation of the cluster config. Prints ratios.
 
-    make benchmark        (or: .venv/bin/python scripts/benchmark_synth.py --runs 9)
+    make benchmark        (or: .venv/bin/python tools/benchmark_synth.py --runs 9)
 
 Targets (issues 3 and 9): typical synths of every shipped config <= 1.5x the bare app; ParallelCluster's
 whole validation (schema + every create-time validator in the simulated account) under 2 s, overlapped

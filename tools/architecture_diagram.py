@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Draws the architecture diagram in README.md from the synthesized app (Mermaid).
 
-    .venv/bin/python scripts/architecture_diagram.py            # print the diagram
-    .venv/bin/python scripts/architecture_diagram.py --readme   # refresh it in README.md
+    .venv/bin/python tools/architecture_diagram.py            # print the diagram
+    .venv/bin/python tools/architecture_diagram.py --readme   # refresh it in README.md
 
 A test fails when README.md's diagram no longer matches what the app synthesizes.
 """
