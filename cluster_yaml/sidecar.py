@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from settings.cluster import ClusterSettings
+from settings.cluster import ClusterSettings, supported_parallelcluster_versions
 from settings.context import REPO_ROOT
 
 
@@ -57,6 +57,19 @@ class MachineryFailure(WorkerError):
     def __init__(self, exception: str, checking: str | None, traceback: str = "") -> None:
         super().__init__(f"{exception} (while checking {checking or 'the request'})")
         self.exception, self.checking, self.traceback = exception, checking, traceback
+
+
+def installed_python(version: str) -> Path:
+    """The python of ``version``'s venv; a WorkerError saying how to get it when it is not there."""
+    python = pcluster_python(version)
+    if python.exists():
+        return python
+    if lock_file(version).exists():
+        raise WorkerError(f"ParallelCluster {version}'s own package, in {pcluster_venv(version).name}, is not installed: "
+                          f"run `make pcluster-venv PCLUSTER_VERSION={version}`")
+    raise WorkerError(f"ParallelCluster {version} has no lock in this app (requirements-pcluster-{version}.txt), so "
+                      "its update policies cannot be read offline; supported: "
+                      f"{', '.join(supported_parallelcluster_versions())}")
 
 
 def offline_env(region: str) -> dict[str, str]:

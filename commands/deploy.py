@@ -26,6 +26,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from cluster_yaml.sidecar import WorkerError
 from ops.cluster import OpsError, connect, default_region
 from ops.deploy import Deployer, Options, default_steps
 
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="deploy-") as tmp:
             assembly = args.output or Path(tmp) / "cdk.out"
             return Deployer(aws, options, default_steps(), assembly).run()
-    except OpsError as error:
+    except (OpsError, WorkerError) as error:  # WorkerError: a ParallelCluster venv to install first
         print(f"error: {error}", file=sys.stderr)
         return 1
 

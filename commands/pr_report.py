@@ -15,6 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from cluster_yaml.sidecar import WorkerError
 from lifecycle.pr_report import build_report
 from lifecycle.synth import synth
 
@@ -30,7 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         base_dir = args.base or synth(Path(tmp) / "base", ref=args.base_ref)
         head_dir = args.head or synth(Path(tmp) / "head")
-        text, failed = build_report(base_dir, head_dir)
+        try:
+            text, failed = build_report(base_dir, head_dir)
+        except WorkerError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
     if args.output:
         args.output.write_text(text)
     else:

@@ -17,6 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from cluster_yaml.sidecar import WorkerError
 from lifecycle.synth import synth
 from lifecycle.templates import load_template
 from lifecycle.update_preview import preview, to_markdown, to_terminal
@@ -42,9 +43,13 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         base_source = args.base or str(synth(Path(tmp) / "base", ref=args.base_ref, context=context))
         target_source = args.target or str(synth(Path(tmp) / "target", context=context))
-        result = preview(load_template(base_source, "ClusterStack"), load_template(target_source, "ClusterStack"),
-                         running=not args.stopped, prereq=(load_template(base_source, "PrereqStack"),
-                                                          load_template(target_source, "PrereqStack")))
+        try:
+            result = preview(load_template(base_source, "ClusterStack"), load_template(target_source, "ClusterStack"),
+                             running=not args.stopped, prereq=(load_template(base_source, "PrereqStack"),
+                                                              load_template(target_source, "PrereqStack")))
+        except WorkerError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
     print(to_markdown(result) if args.markdown else to_terminal(result), end="")
     return 1 if result.has_errors else 0
 

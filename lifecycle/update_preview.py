@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cluster_yaml.sidecar import PCLUSTER_PYTHON, ask_once, pcluster_python
+from cluster_yaml.sidecar import PCLUSTER_PYTHON, ask_once, installed_python
 
 # ParallelCluster update policy name -> what it means for the person running `cdk deploy`.
 CATEGORIES = {
@@ -214,8 +214,8 @@ def preview(base: dict[str, Any] | None, target: dict[str, Any] | None, *, runni
         _prereq_replacements(base, target, prereq, result, after)
     request = {"patch": {"cluster_name": after.cluster_name, "base": before.configuration,
                          "target": after.configuration, "running": running}}
-    if python is None:
-        python = pcluster_python(new_version) if new_version else PCLUSTER_PYTHON
+    if python is None:  # the update policies of the version both sides run
+        python = installed_python(new_version) if new_version else PCLUSTER_PYTHON
     for row in ask_once(request, "us-east-1", use_cache=False, python=python)["changes"]:
         key = f"{row['path']}.{row['key']}" if row["path"] else row["key"]
         result.changes.append(Change(key, row["old"], row["new"], row["policy"], row["check"], row["reason"],

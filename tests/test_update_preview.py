@@ -159,3 +159,18 @@ def test_a_parallelcluster_version_change_needs_a_new_cluster_and_says_how():
     assert "next: keep parallelcluster_version=3.15.1 for this cluster, or move to 3.16.1 with a new cluster" in text
     assert "`npx cdk destroy ClusterStack`" in text and "`hpc-deploy -c parallelcluster_version=3.16.1`" in text
     assert "ParallelCluster 3.15.1 -> 3.16.1" in to_markdown(result)
+
+
+def test_a_version_whose_update_policies_cannot_be_read_is_one_line_not_a_trace(default_app: Synthesized, tmp_path):
+    """A deployed cluster of a version this app has no lock for (made by an older checkout, say): the preview says so
+    and how to go on, instead of a worker's traceback."""
+    template = json.dumps(default_app.template("ClusterStack").to_json()).replace("/parallelcluster/3.16.1/",
+                                                                                  "/parallelcluster/3.14.0/")
+    for side, edit in (("base", template), ("target", template.replace("c5.9xlarge", "c5.4xlarge"))):
+        (tmp_path / side).mkdir()
+        (tmp_path / side / "ClusterStack.template.json").write_text(edit)
+    result = subprocess.run([installed_command("hpc-update-preview"), "--base", str(tmp_path / "base"), "--target",
+                             str(tmp_path / "target")], capture_output=True, text=True)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: ParallelCluster 3.14.0 has no lock in this app "
+                                    "(requirements-pcluster-3.14.0.txt)") and "supported: 3.15.1, 3.16.1" in result.stderr
