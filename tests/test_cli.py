@@ -48,3 +48,18 @@ def test_pinned_cli_reports_every_bad_input_without_a_stack_trace(tmp_path: Path
     assert "-c (command line or cdk.context.json): context 'availability_zone' = 'tokyo'" in result.stderr
     assert "context 'lustre_per_unit_storage_throughput' = '200'" in result.stderr
     assert "use one of: 125, 250, 500, 1000" in result.stderr
+
+
+def test_every_command_module_is_an_installed_console_script_and_every_script_a_module():
+    """docs/layout.md: a user command is commands/<name>.py with main() and a line in pyproject.toml."""
+    import importlib
+    import tomllib
+
+    from tests.conftest import installed_command
+
+    scripts = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    modules = {p.stem for p in (REPO_ROOT / "commands").glob("*.py")} - {"__init__"}
+    assert {target.split(":")[0].removeprefix("commands.") for target in scripts.values()} == modules
+    for name, target in scripts.items():
+        module, function = target.split(":")
+        assert callable(getattr(importlib.import_module(module), function)) and installed_command(name)

@@ -63,7 +63,7 @@ def test_the_readme_is_short_and_links_every_document_which_links_only_what_exis
     """The README says what it is, how to run it and where to read on; every page in docs/ is reachable from it,
     and no relative link of the README or docs/ points at a missing file."""
     readme = README.read_text()
-    assert len(readme) < 13_000, f"README.md is {len(readme)} characters: move detail into docs/"
+    assert len(readme) < 11_000, f"README.md is {len(readme)} characters: move detail into docs/"
     pages = sorted(p.name for p in DOCS.glob("*.md"))
     assert pages and [p for p in pages if f"(docs/{p})" not in readme] == []
     for page in [README, *DOCS.glob("*.md")]:
