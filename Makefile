@@ -64,7 +64,8 @@ system-deps:
 	fi
 
 # One file per worker (--dist loadfile): a file's synthesized variants and its local Slurm stay in one process.
-TEST_WORKERS ?= auto
+# One worker more than cores: the real-Slurm files spend much of their time waiting for jobs and timers.
+TEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
 test: install $(ALL_PCLUSTER_VERSIONS:%=.venv-pcluster-%/.installed) system-deps
 	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
