@@ -18,7 +18,8 @@ install: $(VENV)/.installed $(USED_PCLUSTER_VERSIONS:%=.venv-pcluster-%/.install
 
 # Re-installs when a requirements file changes; pip check keeps the resolved set honest. The project itself
 # goes in editable (no dependencies of its own): the user commands land in .venv/bin as hpc-* console scripts.
-$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+# The packages' __init__.py too: the editable install maps a folder without one as a namespace package.
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml $(wildcard */__init__.py)
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .

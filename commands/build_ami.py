@@ -17,6 +17,7 @@ import sys
 import yaml
 
 from cluster_yaml.image import COMPONENT_DIR, components_used, load_image_config, render_component, validate_image
+from commands import failed
 from ops.cluster import OpsError, connect
 from ops.image import build_image
 from settings import PrereqSettings, read
@@ -56,8 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Configuration error:\n{error}", file=sys.stderr)
         return 1
     except OpsError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        return failed(error)
     return 0
 
 

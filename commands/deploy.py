@@ -27,6 +27,7 @@ import tempfile
 from pathlib import Path
 
 from cluster_yaml.sidecar import WorkerError
+from commands import failed
 from ops.cluster import OpsError, connect, default_region
 from ops.deploy import Deployer, Options, default_steps
 
@@ -62,8 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             assembly = args.output or Path(tmp) / "cdk.out"
             return Deployer(aws, options, default_steps(), assembly).run()
     except (OpsError, WorkerError) as error:  # WorkerError: a ParallelCluster venv to install first
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        return failed(error)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from cluster_yaml.stack_values import DATA_BUCKET_NAME
+from commands import failed
 from job_bridge.client import JobBridgeError, JobStore, submitter_prefix
 from ops.cluster import OpsError, connect, default_region, outputs
 from settings import read
@@ -56,8 +57,7 @@ def main(argv: list[str] | None = None) -> int:
             files = store.fetch(args.name, args.destination)
             print(f"fetched {len(files)} files into {args.destination}")
     except (JobBridgeError, OpsError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        return failed(error)
     return 0
 
 

@@ -21,6 +21,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from commands import failed
 from ops.cluster import (OpsError, connect, connect_command, default_region, export_logs, fetch_key,
                          set_fleet, status)
 from ops.verify import Options, as_json, table, verify
@@ -95,8 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             print(as_json(results) if args.json else table(results))
             return 1 if any(r.status == "FAIL" for r in results) else 0
     except OpsError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        return failed(error)
     return 0
 
 

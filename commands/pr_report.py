@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 from cluster_yaml.sidecar import WorkerError
+from commands import failed
 from lifecycle.pr_report import build_report
 from lifecycle.synth import synth
 
@@ -32,15 +33,14 @@ def main(argv: list[str] | None = None) -> int:
         base_dir = args.base or synth(Path(tmp) / "base", ref=args.base_ref)
         head_dir = args.head or synth(Path(tmp) / "head")
         try:
-            text, failed = build_report(base_dir, head_dir)
+            text, blocked = build_report(base_dir, head_dir)
         except WorkerError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 1
+            return failed(error)
     if args.output:
         args.output.write_text(text)
     else:
         print(text, end="")
-    return 1 if failed else 0
+    return 1 if blocked else 0
 
 
 if __name__ == "__main__":

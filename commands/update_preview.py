@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 from cluster_yaml.sidecar import WorkerError
+from commands import failed
 from lifecycle.synth import synth
 from lifecycle.templates import load_template
 from lifecycle.update_preview import preview, to_markdown, to_terminal
@@ -48,8 +49,7 @@ def main(argv: list[str] | None = None) -> int:
                              running=not args.stopped, prereq=(load_template(base_source, "PrereqStack"),
                                                               load_template(target_source, "PrereqStack")))
         except WorkerError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 1
+            return failed(error)
     print(to_markdown(result) if args.markdown else to_terminal(result), end="")
     return 1 if result.has_errors else 0
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from cluster_yaml.sidecar import PCLUSTER_PYTHON, ask_once, installed_python
@@ -176,7 +175,6 @@ def _replace_text(value: Any, old: str, new: str) -> Any:
 
 
 def preview(base: dict[str, Any] | None, target: dict[str, Any] | None, *, running: bool = True,
-            python: Path | None = None,
             prereq: tuple[dict[str, Any] | None, dict[str, Any] | None] | None = None) -> Preview:
     """Compares the cluster of two ClusterStack templates (None: no such stack/cluster). With ``prereq`` (the two
     PrereqStack templates), values the cluster reads from a PrereqStack resource the change replaces count as
@@ -214,8 +212,7 @@ def preview(base: dict[str, Any] | None, target: dict[str, Any] | None, *, runni
         _prereq_replacements(base, target, prereq, result, after)
     request = {"patch": {"cluster_name": after.cluster_name, "base": before.configuration,
                          "target": after.configuration, "running": running}}
-    if python is None:  # the update policies of the version both sides run
-        python = installed_python(new_version) if new_version else PCLUSTER_PYTHON
+    python = installed_python(new_version) if new_version else PCLUSTER_PYTHON  # the version both sides run
     for row in ask_once(request, "us-east-1", use_cache=False, python=python)["changes"]:
         key = f"{row['path']}.{row['key']}" if row["path"] else row["key"]
         result.changes.append(Change(key, row["old"], row["new"], row["policy"], row["check"], row["reason"],

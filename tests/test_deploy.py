@@ -269,3 +269,22 @@ def test_a_state_file_from_another_region_is_not_resumed_here(account, base, tmp
                                                      r"\(--region eu-west-1\) to finish it"):
         world.run(monkeypatch)
     assert world.deploys == [] and world.state.data["region"] == "eu-west-1"
+
+
+def test_a_parallelcluster_venv_to_install_is_one_line_not_a_trace(capsys, monkeypatch):
+    """hpc-deploy and hpc-pr-report read update policies from a version's venv; a missing one is said in one line."""
+    from cluster_yaml.sidecar import WorkerError
+    from commands import deploy, pr_report
+
+    def missing(*args, **kwargs):
+        raise WorkerError("ParallelCluster 3.15.1's own package, in .venv-pcluster-3.15.1, is not installed: run "
+                          "`make pcluster-venv PCLUSTER_VERSION=3.15.1`")
+
+    monkeypatch.setattr(deploy, "connect", lambda *args: None)
+    monkeypatch.setattr(deploy.Deployer, "run", missing)
+    monkeypatch.setattr(pr_report, "build_report", missing)
+    assert deploy.main(["--region", "us-east-1"]) == 1
+    assert pr_report.main(["--base", "a", "--head", "b"]) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == ["error: ParallelCluster 3.15.1's own package, in .venv-pcluster-3.15.1, is not installed: run "
+                     "`make pcluster-venv PCLUSTER_VERSION=3.15.1`"] * 2
