@@ -14,11 +14,11 @@ class DataRepositoryAssociations(Construct):
     """Each association imports S3 changes automatically; ``auto_export`` ones also write changes
     made on Lustre back to S3.
 
-    They live in ClusterStack, beside the cluster, not in PrereqStack beside the file system: a DRA
-    takes 10+ minutes and the cluster does not need it to start, so both are created in parallel
-    once the file system exists (2 slow resources in series instead of 3). They are deleted with the
-    cluster, when nothing mounts /fsx any more; deleting a DRA keeps the data on Lustre and in S3, and
-    the next deploy links them again (batch metadata import on create).
+    They live in PrereqStack beside the file system, not beside a cluster: several clusters (a blue/green
+    upgrade) mount the same /fsx, so the links to S3 must outlive each of them. PrereqStack is deleted only
+    after every cluster stack (they import its exports), so nothing mounts /fsx when they go; deleting a DRA
+    keeps the data on Lustre and in S3. The price is the first create: the cluster starts after them
+    (lifecycle/critical_path.py).
     """
 
     def __init__(self, scope: Construct, construct_id: str, *,

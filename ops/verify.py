@@ -116,12 +116,13 @@ class Association:
         return bucket, prefix if not prefix or prefix.endswith("/") else prefix + "/"
 
 
-def associations(cluster_template: dict[str, Any], prereq_outputs: dict[str, str]) -> list[Association]:
+def associations(prereq_template: dict[str, Any], prereq_ids: dict[str, str]) -> list[Association]:
+    """The data repository associations PrereqStack declares, with its physical ids filled in."""
     found = []
-    for resource in cluster_template.get("Resources", {}).values():
+    for resource in prereq_template.get("Resources", {}).values():
         if resource.get("Type") != "AWS::FSx::DataRepositoryAssociation":
             continue
-        props = resolve(resource["Properties"], prereq_outputs)
+        props = resolve(resource["Properties"], {}, prereq_ids)
         policies = props.get("S3") or {}
         found.append(Association(props["FileSystemPath"], props["DataRepositoryPath"],
                                  "AutoImportPolicy" in policies, "AutoExportPolicy" in policies))
@@ -167,11 +168,13 @@ def parse(output: str) -> list[CheckResult]:
 # -- the whole verification ---------------------------------------------------------------------------
 @dataclass
 class DeployedCluster:
-    """What verify reads from CloudFormation: both stacks' outputs and ClusterStack's template and ids."""
+    """What verify reads from CloudFormation: both stacks' outputs, templates and physical ids."""
     cluster_outputs: dict[str, str]
     prereq_outputs: dict[str, str]
-    template: dict[str, Any]
+    template: dict[str, Any]  # the cluster stack's
     physical_ids: dict[str, str]
+    prereq_template: dict[str, Any]
+    prereq_ids: dict[str, str]
 
     @property
     def config(self) -> dict[str, Any]:
@@ -180,14 +183,18 @@ class DeployedCluster:
         return resolve(resource["Properties"]["ClusterConfiguration"], self.prereq_outputs, self.physical_ids)
 
 
-def deployed_cluster(aws: Session) -> DeployedCluster:
-    cluster, prereq = outputs(aws, "ClusterStack"), outputs(aws, "PrereqStack")
+def deployed_cluster(aws: Session, stack: str = "ClusterStack") -> DeployedCluster:
     cloudformation = aws.client("cloudformation")
-    body = cloudformation.get_template(StackName="ClusterStack", TemplateStage="Original")["TemplateBody"]
-    ids = {r["LogicalResourceId"]: r.get("PhysicalResourceId", "") for page in
-           cloudformation.get_paginator("list_stack_resources").paginate(StackName="ClusterStack")
-           for r in page["StackResourceSummaries"]}
-    return DeployedCluster(cluster, prereq, body if isinstance(body, dict) else json.loads(body), ids)
+
+    def template_and_ids(name: str) -> tuple[dict[str, Any], dict[str, str]]:
+        body = cloudformation.get_template(StackName=name, TemplateStage="Original")["TemplateBody"]
+        ids = {r["LogicalResourceId"]: r.get("PhysicalResourceId", "") for page in
+               cloudformation.get_paginator("list_stack_resources").paginate(StackName=name)
+               for r in page["StackResourceSummaries"]}
+        return body if isinstance(body, dict) else json.loads(body), ids
+
+    return DeployedCluster(outputs(aws, stack), outputs(aws, "PrereqStack"), *template_and_ids(stack),
+                           *template_and_ids("PrereqStack"))
 
 
 def verify(aws: Session, options: Options, runner: Runner | None = None,
@@ -200,7 +207,7 @@ def verify(aws: Session, options: Options, runner: Runner | None = None,
     run = runner or ssm_runner(aws, instance_id, options.timeout, sleep=sleep)
     lustre = next((s["MountDir"] for s in config.get("SharedStorage") or [] if s.get("StorageType") == "FsxLustre"),
                   None)
-    links = associations(deployed.template, deployed.prereq_outputs) if lustre else []
+    links = associations(deployed.prereq_template, deployed.prereq_ids) if lustre else []
     token = secrets.token_hex(8)
     exports = [f"{lustre}{a.file_system_path}/{EXPORT_FILE.format(token=token)}" for a in links if a.exports]
     results = parse(run(plan_lines(config, user, exports, options, gpus)))

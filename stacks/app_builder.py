@@ -37,7 +37,7 @@ def build(app: App, the_plan: Plan) -> BuiltApp:
                          description="Network, storage, data bucket and key pair for a ParallelCluster cluster")
     cluster = ClusterStack(app, "ClusterStack", settings=the_plan.cluster, document=the_plan.document,
                            prereq=prereq, vpc_cidr=the_plan.prereq.network.vpc_cidr, context=the_plan.lookup,
-                           env=env, data_repositories=the_plan.prereq.lustre.data_repository_associations,
+                           env=env,
                            description=f"ParallelCluster cluster {the_plan.cluster.cluster_name} "
                                        f"({the_plan.document.source})")
     the_plan.validation.check()

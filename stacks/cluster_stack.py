@@ -14,12 +14,10 @@ from cluster_yaml.node_actions import object_key
 from cluster_yaml.provider import additional_iam_policies, load_contract
 from cluster_yaml.render import placeholders_in
 from cluster_yaml.stack_values import ALIASES, BY_NAME
-from hpc_constructs.data_repositories import DataRepositoryAssociations
 from hpc_constructs.job_bridge import JobBridge
 from hpc_constructs.node_actions import NodeActionScripts
 from hpc_constructs.parallelcluster import ParallelCluster, ParallelClusterProvider
 from settings.cluster import ClusterSettings
-from settings.prereq import DataRepositoryAssociationSettings
 from stacks.prereq_stack import PrereqStack
 
 JOB_BRIDGE_SCRIPT = "job_bridge.sh"
@@ -27,12 +25,8 @@ JOB_BRIDGE_SCRIPT = "job_bridge.sh"
 
 class ClusterStack(Stack):
     def __init__(self, scope: Construct, construct_id: str, *, settings: ClusterSettings, document: ConfigDocument,
-                 prereq: PrereqStack, vpc_cidr: str, context: Callable[[str], Any],
-                 data_repositories: tuple[DataRepositoryAssociationSettings, ...] = (), **kwargs: Any) -> None:
+                 prereq: PrereqStack, vpc_cidr: str, context: Callable[[str], Any], **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        self.data_repositories = DataRepositoryAssociations(
-            self, "DataRepositories", associations=data_repositories, file_system_id=prereq.lustre.file_system_id,
-            data_bucket_name=prereq.data_bucket.bucket.bucket_name)
         scripts = node_actions_used(document) + ([JOB_BRIDGE_SCRIPT, USERS_SCRIPT] if settings.job_bridge else [])
         self.node_actions = NodeActionScripts(
             self, "NodeActions", directory=NODE_ACTIONS_DIR, scripts=list(dict.fromkeys(scripts)),

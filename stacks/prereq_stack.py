@@ -9,6 +9,7 @@ from constructs import Construct
 
 from cluster_yaml.stack_values import BY_NAME
 from hpc_constructs.data_bucket import DataBucket
+from hpc_constructs.data_repositories import DataRepositoryAssociations
 from hpc_constructs.key_pair import ClusterKeyPair
 from hpc_constructs.lustre import LustreFileSystem
 from hpc_constructs.network import ClusterNetwork
@@ -34,6 +35,11 @@ class PrereqStack(Stack):
         self.lustre = LustreFileSystem(
             self, "Lustre", settings=settings.lustre, subnet=self.network.private_subnet,
             security_group=self.security_groups.lustre, removal_policy=data_policy)
+        # Beside their file system: every cluster of this PrereqStack mounts the same /fsx, and the links to S3
+        # outlive each cluster (blue/green upgrades), deleted only with the file system's stack.
+        self.data_repositories = DataRepositoryAssociations(
+            self, "DataRepositories", associations=settings.lustre.data_repository_associations,
+            file_system_id=self.lustre.file_system_id, data_bucket_name=self.data_bucket.bucket.bucket_name)
         private_subnets = [s for s in (self.network.private_subnet, self.network.secondary_private_subnet) if s]
         self.home = OpenZfsHome(
             self, "Home", settings=settings.openzfs, subnets=private_subnets,

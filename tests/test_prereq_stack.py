@@ -137,21 +137,16 @@ def data_bucket_id(template: Template) -> str:
 def test_each_dra_from_context(prereq: Template, default_app):
     lustre, _ = only(prereq, "AWS::FSx::FileSystem", {"Properties": {"FileSystemType": "LUSTRE"}})
     bucket = data_bucket_id(prereq)
-    cluster = default_app.template("ClusterStack")  # DRAs are created beside the cluster, in parallel with it
+    # Beside the file system, not a cluster: every cluster of this PrereqStack mounts the same /fsx
+    default_app.template("ClusterStack").resource_count_is("AWS::FSx::DataRepositoryAssociation", 0)
     dras = {d["Properties"]["FileSystemPath"]: d["Properties"]
-            for d in cluster.find_resources("AWS::FSx::DataRepositoryAssociation").values()}
+            for d in prereq.find_resources("AWS::FSx::DataRepositoryAssociation").values()}
     assert set(dras) == {"/data", "/containers"}
     events = ["NEW", "CHANGED", "DELETED"]
-    outputs = prereq.to_json()["Outputs"]
-
-    def output_of(value: dict) -> Any:
-        return outputs[value["Fn::GetStackOutput"]["OutputName"]]["Value"]
-
     for path, props in dras.items():
-        assert output_of(props["FileSystemId"]) == {"Ref": lustre}
+        assert props["FileSystemId"] == {"Ref": lustre}
         assert props["BatchImportMetaDataOnCreate"] is True
-        [prefix, bucket_ref, suffix] = props["DataRepositoryPath"]["Fn::Join"][1]
-        assert (prefix, output_of(bucket_ref), suffix) == ("s3://", {"Ref": bucket}, f"{path}/")
+        assert props["DataRepositoryPath"] == {"Fn::Join": ["", ["s3://", {"Ref": bucket}, f"{path}/"]]}
         assert props["S3"]["AutoImportPolicy"] == {"Events": events}
     assert dras["/data"]["S3"]["AutoExportPolicy"] == {"Events": events}  # read/write
     assert "AutoExportPolicy" not in dras["/containers"]["S3"]  # import only
@@ -160,7 +155,7 @@ def test_each_dra_from_context(prereq: Template, default_app):
 def test_dra_to_an_external_bucket():
     template = synth(lustre_data_repository_associations=[
         {"file_system_path": "/reference", "data_repository_path": "s3://genomes-public/hg38/",
-         "batch_import_metadata_on_create": False}]).template("ClusterStack")
+         "batch_import_metadata_on_create": False}]).template("PrereqStack")
     template.resource_count_is("AWS::FSx::DataRepositoryAssociation", 1)
     template.has_resource_properties("AWS::FSx::DataRepositoryAssociation", {
         "FileSystemPath": "/reference", "DataRepositoryPath": "s3://genomes-public/hg38/",
@@ -228,8 +223,8 @@ def test_stateful_resources_are_retained_by_default(prereq: Template):
     prereq.resource_count_is("Custom::S3AutoDeleteObjects", 0)
 
 
-def test_dras_go_with_the_cluster_and_keep_the_data(default_app):
-    for resource in default_app.template("ClusterStack").find_resources("AWS::FSx::DataRepositoryAssociation").values():
+def test_dras_go_with_the_file_system_and_keep_the_data(prereq: Template):
+    for resource in prereq.find_resources("AWS::FSx::DataRepositoryAssociation").values():
         assert resource["DeletionPolicy"] == "Delete"  # the file system and the bucket, which hold the data, stay
 
 

@@ -40,7 +40,9 @@ def deployed(config: str, **context: Any) -> DeployedCluster:
     if "JobBridgePrefix" in templates["ClusterStack"]["Outputs"]:
         cluster["JobBridgePrefix"] = templates["ClusterStack"]["Outputs"]["JobBridgePrefix"]["Value"]
     ids = {logical: f"{logical.lower()}-physical" for logical in templates["ClusterStack"]["Resources"]}
-    return DeployedCluster(cluster, prereq, templates["ClusterStack"], ids)
+    prereq_ids = {logical: str(resolver.resolve("PrereqStack", {"Ref": logical}))
+                  for logical in templates["PrereqStack"]["Resources"]}
+    return DeployedCluster(cluster, prereq, templates["ClusterStack"], ids, templates["PrereqStack"], prereq_ids)
 
 
 class HeadNode:
@@ -56,7 +58,7 @@ class HeadNode:
     def _associations(cluster: DeployedCluster) -> list[dict[str, Any]]:
         from ops.verify import resolve
 
-        return [resolve(r["Properties"], cluster.prereq_outputs) for r in cluster.template["Resources"].values()
+        return [resolve(r["Properties"], {}, cluster.prereq_ids) for r in cluster.prereq_template["Resources"].values()
                 if r["Type"] == "AWS::FSx::DataRepositoryAssociation"]
 
     def _s3_location(self, path: str) -> tuple[str, str]:
@@ -170,6 +172,7 @@ def test_deployed_cluster_reads_the_template_and_ids_cloudformation_holds(aws):
         {"Resources": {"Topic": {"Type": "AWS::SNS::Topic"}}, "Outputs": {"DataBucketName": {"Value": "data"}}}))
     found = deployed_cluster(session())
     assert found.template == template and found.prereq_outputs == {"DataBucketName": "data"}
+    assert found.prereq_template["Resources"] == {"Topic": {"Type": "AWS::SNS::Topic"}}
     assert found.cluster_outputs == {"HeadNodeInstanceId": HEAD_NODE}
     assert found.physical_ids["Topic"].startswith("arn:aws:sns:")
 
