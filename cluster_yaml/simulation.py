@@ -36,11 +36,13 @@ def simulated_id(prefix: str, *parts: str) -> str:
 
 @dataclass
 class Simulation:
-    """``account``: what pcluster_sidecar/account.py creates in moto. ``configs``: each ClusterStack cluster's
-    configuration with intrinsics resolved. ``names``: simulated id -> what a user recognizes."""
+    """``account``: what pcluster_sidecar/account.py creates in moto. ``configs``: each cluster stack's cluster
+    configuration with intrinsics resolved (``cluster_names``: the name of each, in the same order).
+    ``names``: simulated id -> what a user recognizes."""
 
     account: dict[str, Any]
     configs: list[dict[str, Any]] = field(default_factory=list)
+    cluster_names: list[str] = field(default_factory=list)
     names: dict[str, str] = field(default_factory=dict)
     values: dict[str, str] = field(default_factory=dict)  # PrereqStack output name -> simulated value
 
@@ -250,9 +252,10 @@ def simulate(templates: dict[str, dict[str, Any]], region: str, *, objects: dict
             if isinstance(value, str):
                 names[value] = "${" + name + "}"
                 values[name] = value
-    configs = [t.props(stack, logical)["ClusterConfiguration"]
-               for stack in templates for logical, _ in t.resources(stack, "Custom::PclusterCluster")]
-    return Simulation(account=account, configs=configs, names=names, values=values)
+    clusters = [t.props(stack, logical)
+                for stack in templates for logical, _ in t.resources(stack, "Custom::PclusterCluster")]
+    return Simulation(account=account, configs=[c["ClusterConfiguration"] for c in clusters],
+                      cluster_names=[str(c["ClusterName"]) for c in clusters], names=names, values=values)
 
 
 def _network(t: Templates, stack: str, account: dict[str, Any]) -> None:

@@ -167,7 +167,9 @@ class Validation:
         except Exception as error:  # noqa: BLE001 - a template the simulation cannot read: its fault, said so
             _raise([machinery_error(f"{type(error).__name__}: {error}", "the synthesized templates",
                                     "cluster_yaml/simulation.py")], self)
-        configs = simulation.configs if configs is None else configs
+        if configs is None:  # this version's clusters, of all the app's cluster stacks
+            by_name = dict(zip(simulation.cluster_names, simulation.configs))
+            configs = [by_name[cluster_name] for _, cluster_name in self.documents if cluster_name in by_name]
         if len(configs) != len(self.documents):
             raise AssertionError(f"{len(configs)} cluster configs in the templates for {len(self.documents)} documents")
         request = {"dryrun": {"region": self.region, "account": simulation.account, "clusters": [
@@ -225,6 +227,62 @@ class Validation:
                                            f"({finding['type']}): {message}")
         _raise(errors, None)
         return result
+
+
+class Validations:
+    """One Validation per ParallelCluster version the app's clusters use (each version is judged by its own
+    package, in its own worker), run as one: every version's problems are reported together, and the ``with``
+    block owns every worker."""
+
+    def __init__(self, validations: list[Validation]) -> None:
+        self.validations = validations
+
+    @property
+    def errors(self) -> list[ConfigError]:
+        return [error for validation in self.validations for error in validation.errors]
+
+    @property
+    def worker(self) -> PclusterProcess | None:
+        return next((v.worker for v in self.validations if v.worker), None)
+
+    def __enter__(self) -> "Validations":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for validation in self.validations:
+            validation.close()
+
+    def check(self) -> None:
+        _raise(_collect(validation.check for validation in self.validations), None)
+
+    def check_deployment(self, templates: dict[str, dict[str, Any]], *,
+                         objects: dict[str, list[str]] | None = None) -> DeploymentResult:
+        results: list[DeploymentResult] = []
+
+        def run(validation: Validation) -> None:
+            results.append(validation.check_deployment(templates, objects=objects))
+
+        _raise(_collect(lambda v=v: run(v) for v in self.validations), None)
+        merged = DeploymentResult()
+        for result in results:
+            merged.warnings += result.warnings
+            merged.validators = max(merged.validators, result.validators)
+            merged.runs += result.runs
+            merged.seconds += result.seconds
+        return merged
+
+
+def _collect(calls: Any) -> list[ConfigError]:
+    """Runs each call; the configuration errors of all of them."""
+    errors: list[ConfigError] = []
+    for call in calls:
+        try:
+            call()
+        except ConfigErrors as many:
+            errors.extend(many.errors)
+        except ConfigError as error:
+            errors.append(error)
+    return errors
 
 
 def document_path(config: dict[str, Any], path: list[Any]) -> YamlPath:

@@ -127,6 +127,24 @@ class ContextReader:
         return value
 
 
+    def json_object(self, key: str, default: dict[str, Any]) -> dict[str, Any]:
+        """A JSON object; from ``-c`` it is given as JSON text."""
+        value = self._lookup(key)
+        if value is None:
+            return default
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as exc:
+                self.fail(key, f"is not valid JSON ({exc.msg} at character {exc.pos})",
+                          f"pass a JSON object, e.g. -c '{key}={{}}', or edit it in cdk.json")
+                return default
+        if not isinstance(value, dict):
+            self.fail(key, "must be a JSON object", f"write it as an object in cdk.json, e.g. \"{key}\": {{}}")
+            return default
+        return value
+
+
 def _to_int(value: Any) -> int | None:
     if isinstance(value, bool):
         return None

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from aws_cdk import App, Environment, Stack, cx_api
 
-from cluster_yaml.validation import DeploymentResult, Validation
+from cluster_yaml.validation import DeploymentResult, Validations
 from stacks.cluster_stack import ClusterStack
 from stacks.plan import Plan, plan
 from stacks.prereq_stack import PrereqStack
@@ -19,13 +19,16 @@ from stacks.prereq_stack import PrereqStack
 @dataclass
 class BuiltApp:
     stacks: dict[str, Stack]
-    validation: Validation
+    validation: Validations
 
     def objects(self) -> dict[str, list[str]]:
-        """S3 objects the deployment writes (not visible in the template), by ``Stack/BucketLogicalId``."""
-        cluster = self.stacks["ClusterStack"]
-        scripts = getattr(cluster, "node_actions", None)
-        return {f"ClusterStack/{scripts.bucket_logical_id}": scripts.deployed_keys} if scripts else {}
+        return deployed_objects(self.stacks)
+
+
+def deployed_objects(stacks: dict[str, Stack]) -> dict[str, list[str]]:
+    """S3 objects the deployment writes (not visible in the template), by ``Stack/BucketLogicalId``."""
+    return {f"{name}/{scripts.bucket_logical_id}": scripts.deployed_keys
+            for name, stack in stacks.items() if (scripts := getattr(stack, "node_actions", None))}
 
 
 def build(app: App, the_plan: Plan) -> BuiltApp:
@@ -35,13 +38,16 @@ def build(app: App, the_plan: Plan) -> BuiltApp:
     env = Environment(region=the_plan.prereq.network.region)
     prereq = PrereqStack(app, "PrereqStack", settings=the_plan.prereq, env=env,
                          description="Network, storage, data bucket and key pair for a ParallelCluster cluster")
-    cluster = ClusterStack(app, "ClusterStack", settings=the_plan.cluster, document=the_plan.document,
-                           prereq=prereq, vpc_cidr=the_plan.prereq.network.vpc_cidr, context=the_plan.lookup,
-                           env=env,
-                           description=f"ParallelCluster cluster {the_plan.cluster.cluster_name} "
-                                       f"({the_plan.document.source})")
+    stacks: dict[str, Stack] = {"PrereqStack": prereq}
+    for cluster in the_plan.clusters:  # each on the same PrereqStack, with the provider of its version
+        name = cluster.settings.stack_name
+        stacks[name] = ClusterStack(
+            app, name, settings=cluster.settings, document=cluster.document, prereq=prereq,
+            vpc_cidr=the_plan.prereq.network.vpc_cidr, context=the_plan.lookup, env=env,
+            description=f"ParallelCluster {cluster.settings.parallelcluster_version} cluster "
+                        f"{cluster.settings.cluster_name} ({cluster.document.source})")
     the_plan.validation.check()
-    return BuiltApp({"PrereqStack": prereq, "ClusterStack": cluster}, the_plan.validation)
+    return BuiltApp(stacks, the_plan.validation)
 
 
 @dataclass

@@ -212,13 +212,13 @@ def test_every_knob_of_every_settings_class_is_in_cdk_json_with_its_default_and_
     knobs."""
     import re
 
-    from settings.cluster import ClusterSettings
+    from settings.cluster import Clusters
     from settings.context import REPO_ROOT
     from settings.lifecycle import LifecycleSettings
 
     shipped = {k: v for k, v in shipped_context().items() if not k.startswith("@")}
     read_keys: set[str] = set()
-    for settings_class in (PrereqSettings, ClusterSettings, LifecycleSettings):
+    for settings_class in (PrereqSettings, Clusters, LifecycleSettings):  # Clusters reads ClusterSettings' knobs
         lookup = RecordingLookup(shipped)
         assert settings_class.from_context(ContextReader(lookup, shipped)) == settings_class(), settings_class
         read_keys |= lookup.keys
@@ -227,8 +227,8 @@ def test_every_knob_of_every_settings_class_is_in_cdk_json_with_its_default_and_
     table = dict(re.findall(r"^\| `([a-z_]+)` \| (.+?) \|", (REPO_ROOT / "docs" / "configuration.md").read_text(), re.M))
     assert set(shipped) <= set(table), "a knob is missing from docs/configuration.md's table"
     for key, value in shipped.items():
-        if isinstance(value, (str, int, bool)) or value == []:
-            shown = json.dumps(value) if value in ("", []) or isinstance(value, bool) else str(value)
+        if isinstance(value, (str, int, bool)) or value in ([], {}):
+            shown = json.dumps(value) if value in ("", [], {}) or isinstance(value, bool) else str(value)
             assert table[key].startswith(f"`{shown}`"), (key, table[key])
 
 

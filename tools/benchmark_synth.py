@@ -89,14 +89,13 @@ def time_validation(runs: int) -> tuple[list[float], int]:
     from aws_cdk import App
 
     from settings.context import shipped_context
-    from stacks.app_builder import synthesize
+    from stacks.app_builder import deployed_objects, synthesize
     from stacks.plan import plan
 
     context = shipped_context()
     synthesis = synthesize(App(context=context, outdir=tempfile.mkdtemp()))
     templates = {name: synthesis.template(name) for name in synthesis.stacks}
-    objects = {f"ClusterStack/{synthesis.stacks['ClusterStack'].node_actions.bucket_logical_id}":
-               synthesis.stacks["ClusterStack"].node_actions.deployed_keys}
+    objects = deployed_objects(synthesis.stacks)
     alone, validators = [], 0
     for _ in range(runs):
         shutil.rmtree(CACHE, ignore_errors=True)

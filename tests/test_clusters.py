@@ -1,0 +1,111 @@
+"""Several clusters on one PrereqStack (the `clusters` knob): each in its own stack, with the provider of its
+ParallelCluster version, validated by that version's own package, mounting the same file systems."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from lifecycle.update_preview import provider_version
+from settings.cluster import Clusters
+from settings.context import ContextReader
+from settings.errors import ConfigError, ConfigErrors
+from tests.conftest import BRIDGE, synth
+
+SUBMITTER = BRIDGE["job_bridge_submitters"]
+BLUE_GREEN = {"hpc-cluster": {"parallelcluster_version": "3.15.1"},
+              "hpc-cluster-2": {"parallelcluster_version": "3.16.1", "config": "multi-queue"}}
+
+
+def clusters(**context: Any) -> Clusters:
+    return Clusters.from_context(ContextReader(context.get))
+
+
+def problems(**context: Any) -> str:
+    with pytest.raises((ConfigError, ConfigErrors)) as info:
+        clusters(**context)
+    return str(info.value)
+
+
+def test_without_clusters_the_one_cluster_stays_in_cluster_stack():
+    [only] = clusters().clusters
+    assert (only.cluster_name, only.stack_name) == ("hpc-cluster", "ClusterStack")
+    assert set(synth().stacks) == {"PrereqStack", "ClusterStack"}
+
+
+def test_the_cluster_named_by_cluster_name_keeps_cluster_stack_and_the_others_get_their_own():
+    found = {c.cluster_name: c for c in clusters(clusters=BLUE_GREEN).clusters}
+    assert found["hpc-cluster"].stack_name == "ClusterStack"
+    assert found["hpc-cluster-2"].stack_name == "ClusterStack-hpc-cluster-2"
+    assert (found["hpc-cluster-2"].cluster_config, found["hpc-cluster"].cluster_config) == ("multi-queue", "vanilla")
+    # From -c, the same as JSON text
+    assert clusters(clusters='{"a": {}, "b": {}}').clusters[1].stack_name == "ClusterStack-b"
+
+
+def test_two_versions_side_by_side_on_one_prereq_stack(monkeypatch):
+    """Each cluster stack deploys its version's provider and imports PrereqStack's exports; the file systems and
+    their S3 links exist once; each cluster is validated by its own version's package (phase 2 runs once per
+    version; a package answering with another version is a synth error)."""
+    from cluster_yaml import validation
+
+    validated: list[tuple[str, list[str]]] = []
+    original = validation.Validation.check_deployment
+
+    def recording(self, templates, **kwargs):
+        validated.append((self.version, [name for _, name in self.documents]))
+        return original(self, templates, **kwargs)
+
+    monkeypatch.setattr(validation.Validation, "check_deployment", recording)
+    from aws_cdk import App
+
+    from settings.context import shipped_context
+    from stacks.app_builder import synthesize
+
+    synthesis = synthesize(App(context={**shipped_context(), "clusters": BLUE_GREEN}))
+    assert sorted(validated) == [("3.15.1", ["hpc-cluster"]), ("3.16.1", ["hpc-cluster-2"])]
+    templates = {name: synthesis.template(name) for name in synthesis.stacks}
+    assert set(templates) == {"PrereqStack", "ClusterStack", "ClusterStack-hpc-cluster-2"}
+    assert provider_version(templates["ClusterStack"]) == "3.15.1"
+    assert provider_version(templates["ClusterStack-hpc-cluster-2"]) == "3.16.1"
+    for name in ("ClusterStack", "ClusterStack-hpc-cluster-2"):
+        resources = templates[name]["Resources"].values()
+        assert not [r for r in resources if r["Type"].startswith("AWS::FSx::")]  # no storage of its own
+        imports = templates[name]["Outputs"]["PrereqExportsInUse"]["Value"]["Fn::Join"][1]
+        assert {"Fn::ImportValue": "PrereqStack-FSxLustreFilesystemId"} in imports
+    dras = [r for r in templates["PrereqStack"]["Resources"].values()
+            if r["Type"] == "AWS::FSx::DataRepositoryAssociation"]
+    assert len(dras) == 2
+    assert "hpc-cluster-2" in templates["ClusterStack-hpc-cluster-2"]["Description"]
+
+
+def test_the_job_bridge_runs_on_the_one_cluster_that_names_it():
+    app = synth(clusters={"hpc-cluster": {"job_bridge": False}, "hpc-cluster-2": {"job_bridge": True}}, **BRIDGE)
+    assert "JobBridgePrefix" in app.template("ClusterStack-hpc-cluster-2").to_json()["Outputs"]
+    assert "JobBridgePrefix" not in app.template("ClusterStack").to_json()["Outputs"]
+
+
+@pytest.mark.parametrize("context,expected", [
+    ({"clusters": {"a": {"job_bridge": True}, "b": {"job_bridge": True}}, **BRIDGE},
+     "context 'clusters' = {'a': {'job_bridge': True}, 'b': {'job_bridge': True}}: runs the job bridge on 2 clusters "
+     "(a, b); both head nodes would sweep the same job folders\n  fix: set \"job_bridge\": true on one cluster"),
+    ({"clusters": {"a": {"job_bridge": True}}}, "context 'job_bridge_submitters' = []: is empty, and cluster 'a' "
+                                               "runs the job bridge"),
+    ({"clusters": {"a": {}}, **BRIDGE}, "names no cluster with \"job_bridge\": true, and job_bridge=true"),
+    ({"clusters": {"a": {"version": "3.16.1"}}}, "cluster 'a': has unknown keys version\n  fix: use only config, "
+                                                 "parallelcluster_version, job_bridge"),
+    ({"clusters": {"a": {"parallelcluster_version": "3.14.0"}}},
+     "cluster 'a': is not a version this app validates offline (supported: 3.15.1, 3.16.1)"),
+    ({"clusters": {"ClusterStack-a": {}}}, "cluster 'ClusterStack-a': equals a stack name of this app"),
+    ({"clusters": {"a": "3.16.1"}}, "cluster 'a': is not an object"),
+    ({"clusters": ["a"]}, "context 'clusters' = ['a']: must be a JSON object"),
+])
+def test_bad_clusters_are_refused_naming_the_key_and_the_fix(context, expected):
+    assert expected in problems(**context)
+
+
+def test_each_cluster_config_is_checked_with_its_file_named():
+    from tests.test_cluster_stack import build_error
+
+    message = build_error(clusters={"hpc-cluster": {}, "second": {"config": "no-such-config"}})
+    assert "no-such-config" in message and "Traceback" not in message
