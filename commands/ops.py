@@ -10,7 +10,8 @@
     hpc-ops verify [--json]        prove the cluster works (Slurm, srun/sbatch/salloc, mounts,
                                    S3 data repositories, Pyxis, EFA, NCCL, job bridge); exit 1 on FAIL
 
-The region defaults to AWS_DEFAULT_REGION, else the region of availability_zone in cdk.json.
+The region defaults to AWS_DEFAULT_REGION, else the region of availability_zone in cdk.json. With several
+clusters (the clusters knob), --cluster NAME picks one (default: the cluster in ClusterStack).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import sys
 from pathlib import Path
 
 from commands import failed
-from ops.cluster import (OpsError, connect, connect_command, default_region, export_logs, fetch_key,
+from ops.cluster import (OpsError, cluster_stack, connect, connect_command, default_region, export_logs, fetch_key,
                          set_fleet, status)
 from ops.verify import Options, as_json, table, verify
 
@@ -43,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--region")
     parser.add_argument("--profile")
+    parser.add_argument("--cluster", help="with several clusters (cdk.json's clusters): which one (default: the "
+                        "cluster in ClusterStack)")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("status", help="cluster, head node and compute fleet status")
     connect_parser = commands.add_parser("connect", help="open a shell on the head node")
@@ -69,13 +72,14 @@ def main(argv: list[str] | None = None) -> int:
     verify_parser.add_argument("--no-job-bridge", action="store_true", help="skip the job through the S3 bridge")
     args = parser.parse_args(argv)
     try:
+        stack = cluster_stack(args.cluster)
         aws = connect(args.region or default_region(), args.profile)
         if args.command == "status":
-            for key, value in status(aws).items():
+            for key, value in status(aws, stack).items():
                 print(f"{key:22} {value}")
         elif args.command == "connect":
             command = connect_command(aws, args.ssh, Path.home() / ".ssh", login=args.login or bool(args.pool),
-                                      pool=args.pool)
+                                      pool=args.pool, stack=stack)
             if args.print:
                 print(shlex.join(command))
             else:
@@ -83,16 +87,16 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "fetch-key":
             print(f"wrote {fetch_key(aws, args.dir)}")
         elif args.command in ("stop-fleet", "start-fleet"):
-            print(set_fleet(aws, "STOP_REQUESTED" if args.command == "stop-fleet" else "START_REQUESTED"))
+            print(set_fleet(aws, "STOP_REQUESTED" if args.command == "stop-fleet" else "START_REQUESTED", stack))
         elif args.command == "export-logs":
-            print(export_logs(aws, args.hours))
+            print(export_logs(aws, args.hours, stack))
         elif args.command == "verify":
             options = Options(timeout=args.timeout, image=args.image, nccl_min_busbw=args.nccl_min_busbw,
                               job_bridge=not args.no_job_bridge)
             if not args.json:
                 print(f"verifying the cluster through SSM Run Command on its head node ({aws.region}); a dynamic "
                       "node's first start takes minutes", file=sys.stderr)
-            results = verify(aws, options)
+            results = verify(aws, options, stack=stack)
             print(as_json(results) if args.json else table(results))
             return 1 if any(r.status == "FAIL" for r in results) else 0
     except OpsError as error:

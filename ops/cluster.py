@@ -1,6 +1,7 @@
 """Day-to-day cluster operations (the pcluster CLI habits the hands-on guides teach), from the stack outputs.
 
-Everything is found through the outputs of PrereqStack and ClusterStack, so no ids are typed by hand.
+Everything is found through the outputs of PrereqStack and the cluster's stack (ClusterStack, or
+ClusterStack-<name> for another cluster of the ``clusters`` knob), so no ids are typed by hand.
 Errors are OpsError with a sentence a user can act on; nothing here raises a botocore trace.
 """
 
@@ -27,6 +28,7 @@ FLEET_STATES = {  # request -> (in progress, done)
     "START_REQUESTED": ("STARTING", "RUNNING"),
 }
 DEPLOY_HINT = "deploy first: npx cdk deploy PrereqStack ClusterStack"
+CLUSTER_STACK = "ClusterStack"
 
 
 class OpsError(Exception):
@@ -81,18 +83,34 @@ def _required(values: dict[str, str], key: str, stack: str) -> str:
     return values[key]
 
 
-def cluster_name(aws: Session) -> str:
-    return _required(outputs(aws, "ClusterStack"), CLUSTER_NAME, "ClusterStack")
+def cluster_stack(cluster: str | None) -> str:
+    """The stack of the cluster named ``cluster`` (None: ClusterStack), from cdk.json's clusters."""
+    if cluster is None:
+        return CLUSTER_STACK
+    from settings import ConfigError, ConfigErrors, read
+    from settings.cluster import Clusters
+
+    try:
+        known = {c.cluster_name: c.stack_name for c in read(Clusters).clusters}
+    except (ConfigError, ConfigErrors) as error:
+        raise OpsError(f"cdk.json does not read: {str(error).splitlines()[0]}") from None
+    if cluster not in known:
+        raise OpsError(f"no cluster named {cluster} in cdk.json (clusters: {', '.join(known)})")
+    return known[cluster]
 
 
-def status(aws: Session) -> dict[str, str]:
+def cluster_name(aws: Session, stack: str = CLUSTER_STACK) -> str:
+    return _required(outputs(aws, stack), CLUSTER_NAME, stack)
+
+
+def status(aws: Session, stack: str = CLUSTER_STACK) -> dict[str, str]:
     """Cluster stack status, head node state and compute fleet status."""
-    cluster = outputs(aws, "ClusterStack")
-    name = _required(cluster, CLUSTER_NAME, "ClusterStack")
+    cluster = outputs(aws, stack)
+    name = _required(cluster, CLUSTER_NAME, stack)
     result = {"cluster": name, "region": aws.region}
     try:
-        stack = aws.client("cloudformation").describe_stacks(StackName=name)["Stacks"][0]
-        result["cluster stack"] = stack["StackStatus"]
+        described = aws.client("cloudformation").describe_stacks(StackName=name)["Stacks"][0]
+        result["cluster stack"] = described["StackStatus"]
     except ClientError:
         result["cluster stack"] = "NOT FOUND"
     instance_id = cluster.get(HEAD_NODE_INSTANCE_ID)
@@ -114,9 +132,9 @@ def fleet_status(aws: Session, name: str) -> str:
     return item["Data"]["M"]["status"]["S"] if item else "UNKNOWN"
 
 
-def set_fleet(aws: Session, request: str) -> str:
+def set_fleet(aws: Session, request: str, stack: str = CLUSTER_STACK) -> str:
     """Asks ParallelCluster to stop or start the compute fleet, as `pcluster update-compute-fleet` does."""
-    name = cluster_name(aws)
+    name = cluster_name(aws, stack)
     current = fleet_status(aws, name)
     in_progress, done = FLEET_STATES[request]
     if current in (request, in_progress, done):
@@ -165,9 +183,9 @@ CLUSTER_TAG, NODE_TYPE_TAG, POOL_TAG = ("parallelcluster:cluster-name", "paralle
                                         "parallelcluster:login-nodes-pool-name")
 
 
-def login_node(aws: Session, pool: str | None = None) -> str:
+def login_node(aws: Session, pool: str | None = None, stack: str = CLUSTER_STACK) -> str:
     """The id of a running login node of the cluster (of POOL if given), the longest-running first."""
-    name = cluster_name(aws)
+    name = cluster_name(aws, stack)
     filters = [{"Name": f"tag:{CLUSTER_TAG}", "Values": [name]}, {"Name": f"tag:{NODE_TYPE_TAG}", "Values": ["LoginNode"]},
                {"Name": "instance-state-name", "Values": ["running"]}]
     if pool:
@@ -181,10 +199,11 @@ def login_node(aws: Session, pool: str | None = None) -> str:
     return instances[0]["InstanceId"]
 
 
-def connect_command(aws: Session, ssh: bool, key_dir: Path, login: bool = False, pool: str | None = None) -> list[str]:
+def connect_command(aws: Session, ssh: bool, key_dir: Path, login: bool = False, pool: str | None = None,
+                    stack: str = CLUSTER_STACK) -> list[str]:
     """The command that opens a shell on the head node (or a login node): SSM by default, SSH with --ssh."""
-    cluster = outputs(aws, "ClusterStack")
-    instance_id = login_node(aws, pool) if login else _required(cluster, HEAD_NODE_INSTANCE_ID, "ClusterStack")
+    cluster = outputs(aws, stack)
+    instance_id = login_node(aws, pool, stack) if login else _required(cluster, HEAD_NODE_INSTANCE_ID, stack)
     if not ssh:
         return ["aws", "ssm", "start-session", "--region", aws.region, "--target", instance_id]
     key = key_dir / f"{_required(outputs(aws, 'PrereqStack'), KEY_PAIR_NAME, 'PrereqStack')}.pem"
@@ -197,9 +216,9 @@ def connect_command(aws: Session, ssh: bool, key_dir: Path, login: bool = False,
     return ["ssh", "-i", str(key), f"{user}@{address}"]
 
 
-def export_logs(aws: Session, since_hours: int = 24) -> str:
+def export_logs(aws: Session, since_hours: int = 24, stack: str = CLUSTER_STACK) -> str:
     """Starts a CloudWatch Logs export of the cluster's log group into the data bucket."""
-    name = cluster_name(aws)
+    name = cluster_name(aws, stack)
     bucket = _required(outputs(aws, "PrereqStack"), DATA_BUCKET_NAME, "PrereqStack")
     logs = aws.client("logs")
     groups = logs.describe_log_groups(logGroupNamePrefix=f"/aws/parallelcluster/{name}")["logGroups"]

@@ -198,9 +198,10 @@ def deployed_cluster(aws: Session, stack: str = "ClusterStack") -> DeployedClust
 
 
 def verify(aws: Session, options: Options, runner: Runner | None = None,
-           sleep: Callable[[float], None] = time.sleep, deployed: DeployedCluster | None = None) -> list[CheckResult]:
-    deployed = deployed or deployed_cluster(aws)
-    instance_id = _required(deployed.cluster_outputs, HEAD_NODE_INSTANCE_ID, "ClusterStack")
+           sleep: Callable[[float], None] = time.sleep, deployed: DeployedCluster | None = None,
+           stack: str = "ClusterStack") -> list[CheckResult]:
+    deployed = deployed or deployed_cluster(aws, stack)
+    instance_id = _required(deployed.cluster_outputs, HEAD_NODE_INSTANCE_ID, stack)
     user = deployed.cluster_outputs.get(HEAD_NODE_USER, "ec2-user")
     config = deployed.config
     gpus = gpus_per_node(aws, [t for q in queues(config) for t in _instance_types(q)])

@@ -150,3 +150,26 @@ def test_every_command_has_help(capsys):
     text = capsys.readouterr().out
     for command in ("status", "connect", "fetch-key", "stop-fleet", "start-fleet", "export-logs"):
         assert command in text
+
+
+def test_cluster_picks_the_stack_of_another_cluster_of_the_clusters_knob(deployed, capsys, monkeypatch):
+    """With two clusters on one PrereqStack, --cluster NAME reads ClusterStack-NAME's outputs and fleet."""
+    import settings
+    from settings.context import shipped_context
+
+    monkeypatch.setattr(settings, "shipped_context", lambda: {
+        **shipped_context(), "clusters": {CLUSTER: {}, "hpc-cluster-2": {"parallelcluster_version": "3.15.1"}}})
+    stack_with_outputs("ClusterStack-hpc-cluster-2", {"ClusterName": "hpc-cluster-2",
+                                                      "HeadNodeInstanceId": deployed["instance"]})
+    dynamodb = boto3.client("dynamodb")
+    dynamodb.create_table(TableName="parallelcluster-hpc-cluster-2", BillingMode="PAY_PER_REQUEST",
+                          KeySchema=[{"AttributeName": "Id", "KeyType": "HASH"}],
+                          AttributeDefinitions=[{"AttributeName": "Id", "AttributeType": "S"}])
+    dynamodb.put_item(TableName="parallelcluster-hpc-cluster-2", Item={"Id": {"S": "COMPUTE_FLEET"}, "Data": {"M": {
+        "status": {"S": "STOPPED"}}}})
+    code, out, _ = run(capsys, "--cluster", "hpc-cluster-2", "status")
+    assert code == 0 and "cluster                hpc-cluster-2" in out and "compute fleet          STOPPED" in out
+    assert "cluster                hpc-cluster\n" in run(capsys, "status")[1]  # the default stays ClusterStack
+    assert "hpc-cluster-2: STOPPED -> START_REQUESTED" in run(capsys, "--cluster", "hpc-cluster-2", "start-fleet")[1]
+    code, _, err = run(capsys, "--cluster", "nope", "status")
+    assert code == 1 and err == "error: no cluster named nope in cdk.json (clusters: hpc-cluster, hpc-cluster-2)\n"

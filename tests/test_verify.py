@@ -279,14 +279,14 @@ def test_verify_prints_a_table_and_exits_1_on_a_failure(aws, capsys, monkeypatch
 
     failing = [CheckResult("slurm", "PASS", 0, "partitions up: debug"), CheckResult("srun:debug", "FAIL", 901,
                                                                                    "srun -p debug -N 2 failed")]
-    monkeypatch.setattr(ops, "verify", lambda aws_session, options: failing)
+    monkeypatch.setattr(ops, "verify", lambda aws_session, options, stack: failing)
     assert ops.main(["verify"]) == 1
     out = capsys.readouterr().out
     assert "srun:debug  FAIL     901s  srun -p debug -N 2 failed" in out and "2 checks: 1 passed, 1 failed" in out
     assert ops.main(["verify", "--json"]) == 1
     assert json.loads(capsys.readouterr().out)[1] == {"check": "srun:debug", "status": "FAIL", "seconds": 901,
                                                       "evidence": "srun -p debug -N 2 failed"}
-    monkeypatch.setattr(ops, "verify", lambda aws_session, options: failing[:1])
+    monkeypatch.setattr(ops, "verify", lambda aws_session, options, stack: failing[:1])
     assert ops.main(["verify"]) == 0
 
 
