@@ -10,7 +10,7 @@ from pathlib import Path
 
 from lifecycle.critical_path import critical_path, to_text
 from lifecycle.synth import synth
-from lifecycle.templates import STACKS, load_template
+from lifecycle.templates import app_stacks, load_template
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         source = args.source or str(synth(Path(tmp) / "out"))
-        templates = {stack: load_template(source, stack) for stack in STACKS}
+        templates = {stack: load_template(source, stack) for stack in app_stacks(source)}
     print(to_text(critical_path({k: v for k, v in templates.items() if v})), end="")
     return 0
 

@@ -12,9 +12,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from lifecycle.destroy_plan import DESTROY_ORDER, deployed_physical_ids, simulate, to_text
+from lifecycle.destroy_plan import deployed_physical_ids, simulate, to_text
 from lifecycle.synth import synth
-from lifecycle.templates import load_template
+from lifecycle.templates import app_stacks, load_template
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,8 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         source = args.source or str(synth(Path(tmp) / "out"))
-        templates = {stack: load_template(source, stack) for stack in DESTROY_ORDER}
-    physical = deployed_physical_ids() if args.deployed else None
+        templates = {stack: load_template(source, stack) for stack in app_stacks(source)}
+    physical = deployed_physical_ids(tuple(templates)) if args.deployed else None
     print(to_text(simulate(templates, physical)), end="")
     return 0
 

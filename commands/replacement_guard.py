@@ -16,7 +16,7 @@ from pathlib import Path
 
 from lifecycle.replacement_guard import replacements, report, unacknowledged
 from lifecycle.synth import synth
-from lifecycle.templates import STACKS, load_template
+from lifecycle.templates import app_stacks, load_template
 from settings import read
 from settings.lifecycle import LifecycleSettings
 
@@ -30,8 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     acknowledged = list(read(LifecycleSettings).acknowledged_replacements)
     with tempfile.TemporaryDirectory() as tmp:
         target = args.target or str(synth(Path(tmp) / "target"))
-        found = replacements({stack: load_template(args.base, stack) for stack in STACKS},
-                             {stack: load_template(target, stack) for stack in STACKS})
+        stacks = app_stacks(args.base, target)
+        found = replacements({stack: load_template(args.base, stack) for stack in stacks},
+                             {stack: load_template(target, stack) for stack in stacks})
     print(report(found, acknowledged))
     return 1 if unacknowledged(found, acknowledged) else 0
 

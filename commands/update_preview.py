@@ -20,7 +20,7 @@ from pathlib import Path
 from cluster_yaml.sidecar import WorkerError
 from commands import failed
 from lifecycle.synth import synth
-from lifecycle.templates import load_template
+from lifecycle.templates import app_stacks, is_cluster_stack, load_template
 from lifecycle.update_preview import preview, to_markdown, to_terminal
 
 
@@ -44,14 +44,20 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         base_source = args.base or str(synth(Path(tmp) / "base", ref=args.base_ref, context=context))
         target_source = args.target or str(synth(Path(tmp) / "target", context=context))
-        try:
-            result = preview(load_template(base_source, "ClusterStack"), load_template(target_source, "ClusterStack"),
-                             running=not args.stopped, prereq=(load_template(base_source, "PrereqStack"),
-                                                              load_template(target_source, "PrereqStack")))
+        prereq = (load_template(base_source, "PrereqStack"), load_template(target_source, "PrereqStack"))
+        clusters = [s for s in app_stacks(base_source, target_source) if is_cluster_stack(s)]
+        results = []
+        try:  # each cluster of the clusters knob (one by default), judged by its own ParallelCluster version
+            for stack in clusters:
+                results.append((stack, preview(load_template(base_source, stack), load_template(target_source, stack),
+                                               running=not args.stopped, prereq=prereq)))
         except WorkerError as error:
             return failed(error)
-    print(to_markdown(result) if args.markdown else to_terminal(result), end="")
-    return 1 if result.has_errors else 0
+    for stack, result in results:
+        if len(results) > 1:
+            print(f"#### {stack}\n" if args.markdown else f"== {stack} ==")
+        print(to_markdown(result) if args.markdown else to_terminal(result), end="")
+    return 1 if any(result.has_errors for _, result in results) else 0
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import yaml
 
 from lifecycle.templates import exports_in_use, references
 
-# Deleted first: ClusterStack depends on PrereqStack, so the CLI destroys it first.
+# Deleted first: the cluster stacks depend on PrereqStack (they import its exports), so the CLI destroys them first.
 DESTROY_ORDER = ("ClusterStack", "PrereqStack")
 RULES_FILE = Path(__file__).with_name("deletion_rules.yaml")
 
@@ -72,6 +72,7 @@ class Item:
 class Outcome:
     items: list[Item]
     outside: list[dict[str, str]] = field(default_factory=list)
+    order: tuple[str, ...] = DESTROY_ORDER  # the stacks, in the order `cdk destroy` deletes them
 
     @property
     def completes(self) -> bool:
@@ -90,9 +91,10 @@ class Outcome:
 
 def simulate(templates: dict[str, dict[str, Any] | None],
              physical_ids: dict[str, dict[str, str]] | None = None) -> Outcome:
-    """The destroy of both stacks, stack by stack, each resource after everything that references it."""
+    """The destroy of the app's stacks, stack by stack, each resource after everything that references it."""
     items: list[Item] = []
-    for stack in DESTROY_ORDER:
+    order = destroy_order(templates)
+    for stack in order:
         resources = (templates.get(stack) or {}).get("Resources", {})
         remaining: dict[str, dict[str, Any]] = {}
         for logical in _deletion_order(resources):
@@ -102,7 +104,13 @@ def simulate(templates: dict[str, dict[str, Any] | None],
                 remaining[logical] = resource
             items.append(Item(stack, logical, resource["Type"], outcome, reason,
                               (physical_ids or {}).get(stack, {}).get(logical)))
-    return Outcome(items, _outside(templates))
+    return Outcome(items, _outside(templates), order)
+
+
+def destroy_order(templates: dict[str, Any]) -> tuple[str, ...]:
+    """Every cluster stack (ClusterStack first, then by name), then PrereqStack."""
+    clusters = sorted((s for s in templates if s != "PrereqStack"), key=lambda s: (s != "ClusterStack", s))
+    return (*clusters, "PrereqStack")
 
 
 def refused_stack_deletions(templates: dict[str, dict[str, Any] | None], destroyed: tuple[str, ...]) -> list[str]:
@@ -222,13 +230,14 @@ def _cluster_logs_kept(config: Any) -> bool:
 
 def to_text(items: list[Item] | Outcome) -> str:
     outcome = items if isinstance(items, Outcome) else Outcome(items)
-    lines = ["`cdk destroy ClusterStack PrereqStack` (ClusterStack first) "
+    first = "ClusterStack first" if outcome.order == DESTROY_ORDER else "the cluster stacks first"
+    lines = [f"`cdk destroy {' '.join(outcome.order)}` ({first}) "
              + ("completes." if outcome.completes else "FAILS (DELETE_FAILED):")]
     for item in outcome.items:
         if item.outcome == FAILED:
             lines.append(f"  {item.describe()}: {item.reason}")
     lines.append("It DELETES:")
-    for stack in DESTROY_ORDER:
+    for stack in outcome.order:
         summary: dict[str, int] = {}
         for item in outcome.items:
             if item.stack == stack and item.outcome in (DELETED, SNAPSHOT):

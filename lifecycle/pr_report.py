@@ -11,7 +11,7 @@ from lifecycle.critical_path import critical_path
 from lifecycle.critical_path import to_text as critical_path_text
 from lifecycle.replacement_guard import replacements, report, unacknowledged
 from lifecycle.synth import CDK, synth_env
-from lifecycle.templates import STACKS, load_template
+from lifecycle.templates import app_stacks, is_cluster_stack, load_template
 from lifecycle.update_preview import preview, to_markdown
 from settings import read
 from settings.context import REPO_ROOT
@@ -34,17 +34,22 @@ def cdk_diff(base: Path, head: Path, stack: str) -> str:
 
 def build_report(base: Path, head: Path) -> tuple[str, bool]:
     sections = ["## Infrastructure changes", ""]
-    for stack in STACKS:
+    stacks = app_stacks(str(base), str(head))
+    for stack in stacks:
         sections += [f"<details><summary><code>cdk diff {stack}</code></summary>", "", "```", cdk_diff(base, head, stack),
                      "```", "</details>", ""]
-    cluster = preview(load_template(str(base), "ClusterStack"), load_template(str(head), "ClusterStack"),
-                      prereq=(load_template(str(base), "PrereqStack"), load_template(str(head), "PrereqStack")))
-    sections.append(to_markdown(cluster))
+    prereq = (load_template(str(base), "PrereqStack"), load_template(str(head), "PrereqStack"))
+    has_errors = False
+    clusters = [s for s in stacks if is_cluster_stack(s)]
+    for stack in clusters:  # each cluster of the clusters knob, with its own version's policies
+        cluster = preview(load_template(str(base), stack), load_template(str(head), stack), prereq=prereq)
+        has_errors = has_errors or cluster.has_errors
+        sections.append((f"#### {stack}\n\n" if len(clusters) > 1 else "") + to_markdown(cluster))
     acknowledged = list(read(LifecycleSettings).acknowledged_replacements)
-    found = replacements({s: load_template(str(base), s) for s in STACKS}, {s: load_template(str(head), s) for s in STACKS})
+    found = replacements({s: load_template(str(base), s) for s in stacks}, {s: load_template(str(head), s) for s in stacks})
     blocked = unacknowledged(found, acknowledged)
     sections += ["### Stored data", "", ":x: Data at risk." if blocked else ":white_check_mark: No resource holding data "
                  "is replaced or deleted without acknowledgement.", "", "```", report(found, acknowledged), "```", ""]
-    templates = {s: t for s in STACKS if (t := load_template(str(head), s))}
+    templates = {s: t for s in stacks if (t := load_template(str(head), s))}
     sections += ["### Deploy critical path", "", "```", critical_path_text(critical_path(templates)).strip(), "```"]
-    return "\n".join(sections) + "\n", bool(blocked) or cluster.has_errors
+    return "\n".join(sections) + "\n", bool(blocked) or has_errors

@@ -80,9 +80,12 @@ def targets(value: Any, stack: str, templates: dict[str, dict[str, Any]]) -> set
 
 
 def replacements(old: dict[str, dict[str, Any] | None], new: dict[str, dict[str, Any] | None]) -> list[Replacement]:
-    """Resources of the ``old`` templates (by stack) that ``new`` deletes or replaces, with the reason."""
+    """Resources of the ``old`` templates (by stack) that ``new`` deletes or replaces, with the reason. A stack
+    ``new`` does not have is left out: `cdk deploy` does not touch a stack gone from the app (a cluster removed
+    from the clusters knob is deleted by `cdk destroy <its stack>`, which hpc-destroy-plan describes)."""
     new_templates = {k: v for k, v in new.items() if v}
-    old_resources = {f"{stack}/{rid}": r for stack, t in old.items() for rid, r in (t or {}).get("Resources", {}).items()}
+    old_resources = {f"{stack}/{rid}": r for stack, t in old.items() if stack in new_templates
+                     for rid, r in (t or {}).get("Resources", {}).items()}
     new_resources = {f"{stack}/{rid}": r for stack, t in new_templates.items() for rid, r in t.get("Resources", {}).items()}
     found: dict[str, str] = {}
     for key, resource in old_resources.items():

@@ -11,6 +11,36 @@ from settings.context import REPO_ROOT
 SNAPSHOT_DIR = REPO_ROOT / "tests" / "__snapshots__" / "test_snapshots"
 SNAPSHOT_FILES = {"PrereqStack": "test_prereq_stack_template.json", "ClusterStack": "test_cluster_stack_template.json"}
 STACKS = tuple(SNAPSHOT_FILES)
+PREREQ_STACK, CLUSTER_STACK = STACKS
+
+
+def is_cluster_stack(name: str) -> bool:
+    """ClusterStack, or ClusterStack-<name> of another cluster of the ``clusters`` knob."""
+    return name == CLUSTER_STACK or name.startswith(CLUSTER_STACK + "-")
+
+
+def app_stacks(*sources: str) -> list[str]:
+    """PrereqStack, then every cluster stack in any of ``sources`` (ClusterStack first, then by name): a cluster
+    stack only one side has is a cluster created or removed."""
+    found: set[str] = set()
+    for source in sources:
+        found |= set(_stacks_in(source))
+    return [PREREQ_STACK, *sorted((s for s in found if is_cluster_stack(s)), key=lambda s: (s != CLUSTER_STACK, s))]
+
+
+def _stacks_in(source: str) -> list[str]:
+    if source == "snapshot":
+        return list(STACKS)
+    if source == "deployed":
+        import boto3
+
+        pages = boto3.client("cloudformation").get_paginator("list_stacks").paginate()
+        return [s["StackName"] for page in pages for s in page["StackSummaries"]
+                if s["StackStatus"] != "DELETE_COMPLETE" and not s.get("ParentId")]
+    path = Path(source)
+    if path.is_dir():  # a cdk.out: one template per stack (nested stacks' are *.nested.template.json)
+        return [p.name[:-len(".template.json")] for p in path.glob("*.template.json") if ".nested." not in p.name]
+    return [CLUSTER_STACK]  # a template file is a cluster stack's
 
 
 def load_template(source: str, stack: str) -> dict[str, Any] | None:

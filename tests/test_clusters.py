@@ -109,3 +109,55 @@ def test_each_cluster_config_is_checked_with_its_file_named():
 
     message = build_error(clusters={"hpc-cluster": {}, "second": {"config": "no-such-config"}})
     assert "no-such-config" in message and "Traceback" not in message
+
+
+# -- the lifecycle reports see every cluster stack ---------------------------------------------------------------
+TWO = {"hpc-cluster": {}, "hpc-cluster-2": {}}
+
+
+def write_assembly(directory, app) -> str:
+    import json
+
+    directory.mkdir()
+    for name in app.stacks:
+        (directory / f"{name}.template.json").write_text(json.dumps(app.template(name).to_json()))
+    return str(directory)
+
+
+def test_destroy_deletes_every_cluster_stack_before_prereq_stack():
+    from lifecycle.destroy_plan import simulate, to_text
+
+    app = synth(clusters=TWO)
+    outcome = simulate({name: app.template(name).to_json() for name in app.stacks})
+    assert outcome.completes and outcome.order == ("ClusterStack", "ClusterStack-hpc-cluster-2", "PrereqStack")
+    text = to_text(outcome)
+    assert text.startswith("`cdk destroy ClusterStack ClusterStack-hpc-cluster-2 PrereqStack` (the cluster stacks "
+                           "first) completes.")
+    assert "ClusterStack-hpc-cluster-2: the ParallelCluster cluster" in text
+
+
+def test_adding_a_cluster_previews_its_creation_and_leaves_the_first_alone(tmp_path):
+    import subprocess
+
+    from tests.conftest import installed_command
+
+    base, target = write_assembly(tmp_path / "base", synth()), write_assembly(tmp_path / "target", synth(clusters=TWO))
+    result = subprocess.run([installed_command("hpc-update-preview"), "--base", base, "--target", target],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    first, second = result.stdout.split("== ClusterStack-hpc-cluster-2 ==")
+    assert first.startswith("== ClusterStack ==") and "will be created" not in first
+    assert "cluster hpc-cluster-2 will be created" in second
+    guard = subprocess.run([installed_command("hpc-replacement-guard"), "--base", base, "--target", target],
+                           capture_output=True, text=True)
+    assert guard.returncode == 0 and "No resource is replaced or deleted." in guard.stdout
+
+
+def test_a_cluster_gone_from_the_app_is_not_a_deletion_the_guard_reports():
+    """`cdk deploy` leaves a stack the app no longer has as it is; removing it is `cdk destroy <stack>` first."""
+    from lifecycle.replacement_guard import replacements
+
+    two, one = synth(clusters=TWO), synth()
+    stacks = list(two.stacks)
+    assert replacements({s: two.template(s).to_json() for s in stacks},
+                        {s: one.template(s).to_json() if s in one.stacks else None for s in stacks}) == []

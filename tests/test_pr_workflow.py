@@ -86,4 +86,4 @@ def test_report_shows_diff_update_policies_guard_and_critical_path(tmp_path: Pat
     assert "<code>cdk diff PrereqStack</code>" in report and "HomeFileSystem776A06C2 replace" in report
     assert "| `HeadNode.InstanceType` | `c5.9xlarge` | `c5.18xlarge` | UNSUPPORTED |" in report
     assert ":x: Data at risk." in report and "REFUSED      PrereqStack/LustreFileSystem" in report  # the cluster imports it
-    assert "critical path: ~32 min, 2 slow resource(s) in series" in report
+    assert "critical path: ~42 min, 3 slow resource(s) in series" in report
