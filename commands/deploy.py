@@ -1,4 +1,4 @@
-"""Deploy (or update) PrereqStack and ClusterStack the careful way, each step shown as it runs:
+"""Deploy (or update) PrereqStack and the cluster stacks the careful way, each step shown as it runs:
 
   1. synthesize once: what is checked is what is deployed (cdk deploy --app <that cdk.out>)
   2. preflight, read-only: CDK bootstrap, instance types offered in the AZ, capacity reservations,
@@ -15,6 +15,8 @@ examples:
   hpc-deploy -c cluster_config=gpu-p5 -c CAPACITY_RESERVATION_ID=cr-0123456789abcdef0
   hpc-deploy --yes --no-verify                in CI: no approval prompt, no verification
   hpc-deploy --skip openzfs                   skip a preflight check (its data may be stale)
+  hpc-deploy --cluster hpc-cluster-2          with several clusters (cdk.json's clusters): PrereqStack and
+                                              that cluster only
 
 The region defaults to AWS_DEFAULT_REGION, else the region of availability_zone in cdk.json.
 """
@@ -50,13 +52,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--yes", action="store_true", help="no approval prompt for IAM/security changes")
     parser.add_argument("--skip", action="append", default=[], choices=CHECKS, help="skip a preflight check")
     parser.add_argument("--output", type=Path, help="where to synthesize (default: a temporary cdk.out)")
+    parser.add_argument("--cluster", metavar="NAME", help="deploy PrereqStack and this cluster's stack only")
     args = parser.parse_args(argv)
     bad = [pair for pair in args.context if "=" not in pair]
     if bad:
         parser.error(f"-c takes KEY=VALUE, got {bad[0]!r}")
     options = Options(wait_for_jobs=args.wait_for_jobs, stop_now=args.stop_now, drain_timeout=args.drain_timeout,
                       verify=not args.no_verify, skip=tuple(args.skip), approve=args.yes,
-                      context=dict(pair.split("=", 1) for pair in args.context))
+                      context=dict(pair.split("=", 1) for pair in args.context), cluster=args.cluster)
     try:
         aws = connect(args.region or default_region(), args.profile)
         with tempfile.TemporaryDirectory(prefix="deploy-") as tmp:

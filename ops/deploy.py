@@ -2,8 +2,8 @@
 
 1. synthesize once (the templates checked below are exactly the ones deployed: `cdk deploy --app cdk.out`);
 2. preflight against the account (ops/preflight.py, read-only);
-3. the update plan: ParallelCluster's update policies for every changed key against the deployed
-   ClusterStack (lifecycle/update_preview.py); an unsupported change stops here;
+3. the update plan: ParallelCluster's update policies for every changed key against each deployed cluster
+   stack (lifecycle/update_preview.py); an unsupported change stops here;
 4. when the plan needs a stopped compute fleet: drain (--wait-for-jobs) or not (--stop-now), stop the
    fleet, deploy, and start the fleet again whatever the deploy did. A state file makes an interrupted
    run resumable: the next run finishes the deploy and starts the fleet; it is never left stopped silently;
@@ -24,13 +24,15 @@ from typing import Any, Callable, TextIO
 from botocore.exceptions import ClientError
 
 from cluster_yaml.stack_values import HEAD_NODE_INSTANCE_ID
+from lifecycle.templates import app_stacks, is_cluster_stack
 from lifecycle.update_preview import Preview, to_terminal
 from ops.cluster import OpsError, Session, fleet_status, run_shell, set_fleet
 from ops.preflight import Preflight, Target
 from settings.context import REPO_ROOT
 
 STATE_FILE = REPO_ROOT / ".deploy-state.json"
-STACKS = ("PrereqStack", "ClusterStack")
+PREREQ_STACK = "PrereqStack"
+DRA = "AWS::FSx::DataRepositoryAssociation"
 FLEET_STOPPED = ("STOPPED",)
 FLEET_STOP_NEEDED = "needs compute fleet stop"
 # Other effects that need something only the user can decide (edit the config, replace the head node).
@@ -55,6 +57,7 @@ class Options:
     skip: tuple[str, ...] = ()  # preflight checks to skip
     approve: bool = False  # cdk deploy --require-approval never
     context: dict[str, str] = field(default_factory=dict)
+    cluster: str | None = None  # with several clusters: deploy PrereqStack and this cluster's stack only
 
 
 class DeployState:
@@ -80,9 +83,9 @@ class DeployState:
 class Steps:
     """The side effects of a deploy, replaceable in tests (the defaults are the real ones)."""
     synth: Callable[[Path, dict[str, str]], Path]
-    cdk_deploy: Callable[[Path, bool], int]
-    preview: Callable[..., Preview]  # (deployed ClusterStack, target ClusterStack, fleet running, prereq=(both PrereqStacks))
-    verify: Callable[[Session], int]
+    cdk_deploy: Callable[[Path, bool, list[str]], int]  # (assembly, approve, exactly these stacks)
+    preview: Callable[..., Preview]  # (deployed cluster stack, its target, fleet running, prereq=(both PrereqStacks))
+    verify: Callable[[Session, str], int]  # (aws, cluster stack)
     head_node: Callable[[Session, list[str]], str] | None = None  # commands -> stdout; default SSM Run Command
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
@@ -92,16 +95,16 @@ def default_steps(out: TextIO = sys.stdout) -> Steps:
     from lifecycle.synth import CDK, synth, synth_env
     from lifecycle.update_preview import preview
 
-    def cdk_deploy(assembly: Path, approve: bool) -> int:
-        args = [str(CDK), "deploy", "--app", str(assembly), *STACKS, "--progress", "events"]
+    def cdk_deploy(assembly: Path, approve: bool, stacks: list[str]) -> int:
+        args = [str(CDK), "deploy", "--app", str(assembly), "--exclusively", *stacks, "--progress", "events"]
         if approve:
             args += ["--require-approval", "never"]
         return subprocess.run(args, cwd=REPO_ROOT, env=synth_env()).returncode
 
-    def verify(aws: Session) -> int:
+    def verify(aws: Session, stack: str) -> int:
         from ops.verify import Options as VerifyOptions, table, verify as run_verify
 
-        results = run_verify(aws, VerifyOptions())
+        results = run_verify(aws, VerifyOptions(), stack=stack)
         print(table(results), file=out)
         return 1 if any(r.status == "FAIL" for r in results) else 0
 
@@ -133,6 +136,8 @@ class Deployer:
         self.aws, self.options, self.steps, self.assembly, self.out = aws, options, steps, assembly, out
         self.state = state if state is not None else DeployState()
         self.step = 0
+        self.stacks: list[str] = [PREREQ_STACK]  # what this run deploys
+        self.fleet_stack = str(self.state.data.get("stack", "ClusterStack"))  # the cluster whose fleet it stops
 
     def say(self, text: str) -> None:
         print(text, file=self.out, flush=True)
@@ -163,32 +168,36 @@ class Deployer:
     def _run(self) -> int:
         self.title("synthesize")
         self.steps.synth(self.assembly, self.options.context)
-        templates = {s: json.loads((self.assembly / f"{s}.template.json").read_text()) for s in STACKS}
-        target = Target(templates)
-        self.say(f"cluster {target.cluster_name} from {target.config_source} -> {self.assembly}")
+        templates = {s: json.loads((self.assembly / f"{s}.template.json").read_text())
+                     for s in app_stacks(str(self.assembly))}
+        targets = [Target(templates, s) for s in templates if is_cluster_stack(s)]
+        if self.options.cluster:
+            targets = [t for t in targets if t.cluster_name == self.options.cluster]
+            if not targets:
+                return self._stop_here(f"no cluster named {self.options.cluster} in this app (cdk.json's clusters)")
+        self.stacks = [PREREQ_STACK, *(t.cluster_stack for t in targets)]
+        for target in targets:
+            self.say(f"cluster {target.cluster_name} ({target.cluster_stack}) from {target.config_source} -> "
+                     f"{self.assembly}")
 
         self.title("preflight (read-only)")
-        findings = Preflight(self.aws, target, self.options.skip).run()
-        for finding in findings:
+        findings = [f for target in targets for f in Preflight(self.aws, target, self.options.skip).run()]
+        for finding in dict.fromkeys(str(f) for f in findings):  # account-wide checks run once per cluster
             self.say(f"  {finding}")
         if any(f.status == "FAIL" for f in findings):
             return self._stop_here("preflight failed: fix the lines above, then run again")
 
         self.title("update plan")
-        deployed = deployed_template(self.aws, "ClusterStack")
-        fleet = fleet_status(self.aws, target.cluster_name) if deployed else "none (no cluster yet)"
-        plan = self.steps.preview(deployed, templates["ClusterStack"], fleet not in FLEET_STOPPED,
-                                  prereq=(deployed_template(self.aws, "PrereqStack"), templates.get("PrereqStack")))
-        self.say(f"  compute fleet: {fleet}")
-        self.say("  " + to_terminal(plan).rstrip().replace("\n", "\n  "))
-        if plan.has_errors:
-            return self._stop_here("this update cannot be applied to the running cluster. Recommended: "
-                                   f"{plan.recommended}")
-        blocking = [c for c in plan.changes if c.category in BLOCKING and c.check != "SUCCEEDED"]
-        if blocking:
-            return self._stop_here("these changes need a decision first: " + "; ".join(
-                f"{c.path} ({c.category})" for c in blocking))
-        needs_stop = any(c.category == FLEET_STOP_NEEDED and c.check != "SUCCEEDED" for c in plan.changes)
+        needs_stop: list[Target] = []
+        for target in targets:
+            stop = self._plan(target, templates)
+            if stop is None:
+                return 1
+            if stop:
+                needs_stop.append(target)
+        if len(needs_stop) > 1:
+            return self._stop_here("the compute fleets of " + ", ".join(t.cluster_name for t in needs_stop) +
+                                   " must stop: deploy one at a time, hpc-deploy --cluster NAME")
 
         self.title("deploy")
         if needs_stop and not self.state and not (self.options.wait_for_jobs or self.options.stop_now):
@@ -196,10 +205,12 @@ class Deployer:
                      "start, running ones finish, then the fleet stops) or --stop-now (running jobs are requeued "
                      "or lost now)")
             return 1
-        stopped_by_us = bool(self.state) or needs_stop
+        if needs_stop and not self.state:
+            self.fleet_stack = needs_stop[0].cluster_stack
+        stopped_by_us = bool(self.state) or bool(needs_stop)
         if stopped_by_us:
             try:
-                self._stop_fleet(target.cluster_name)
+                self._stop_fleet(needs_stop[0].cluster_name if needs_stop else self.state.data["cluster"])
             except OpsError as error:
                 self.say(f"  {error}")
                 self._restore()
@@ -207,8 +218,10 @@ class Deployer:
         self._wait_for_stacks()
         if self.state:
             self.state.update(phase="deploying")
-        self.say(f"  cdk deploy --app {self.assembly} {' '.join(STACKS)}")
-        code = self.steps.cdk_deploy(self.assembly, self.options.approve)
+        code = self._move_data_repositories(templates)
+        if code == 0:
+            self.say(f"  cdk deploy --app {self.assembly} --exclusively {' '.join(self.stacks)}")
+            code = self.steps.cdk_deploy(self.assembly, self.options.approve, self.stacks)
         if stopped_by_us:
             self._restore()
         if code != 0:
@@ -220,7 +233,44 @@ class Deployer:
         if not self.options.verify:
             self.say("  skipped (--no-verify): run hpc-ops verify")
             return 0
-        return self.steps.verify(self.aws)
+        return max(self.steps.verify(self.aws, target.cluster_stack) for target in targets) if targets else 0
+
+    def _plan(self, target: Target, templates: dict[str, dict[str, Any]]) -> bool | None:
+        """Prints one cluster's update plan: whether it needs the fleet stopped; None when it cannot go on."""
+        deployed = deployed_template(self.aws, target.cluster_stack)
+        fleet = fleet_status(self.aws, target.cluster_name) if deployed else "none (no cluster yet)"
+        plan = self.steps.preview(deployed, templates[target.cluster_stack], fleet not in FLEET_STOPPED,
+                                  prereq=(deployed_template(self.aws, PREREQ_STACK), templates.get(PREREQ_STACK)))
+        if len(self.stacks) > 2:
+            self.say(f"  {target.cluster_stack}:")
+        self.say(f"  compute fleet: {fleet}")
+        self.say("  " + to_terminal(plan).rstrip().replace("\n", "\n  "))
+        if plan.has_errors:
+            self._stop_here("this update cannot be applied to the running cluster. Recommended: "
+                            f"{plan.recommended}")
+            return None
+        blocking = [c for c in plan.changes if c.category in BLOCKING and c.check != "SUCCEEDED"]
+        if blocking:
+            self._stop_here("these changes need a decision first: " + "; ".join(
+                f"{c.path} ({c.category})" for c in blocking))
+            return None
+        return any(c.category == FLEET_STOP_NEEDED and c.check != "SUCCEEDED" for c in plan.changes)
+
+    def _move_data_repositories(self, templates: dict[str, dict[str, Any]]) -> int:
+        """Deployed before the associations moved to PrereqStack, a cluster stack still holds them: FSx refuses a
+        second association on the same path, so that stack is deployed alone first (its associations go; the data
+        stays on Lustre and in S3), then PrereqStack creates them."""
+        if not any(r["Type"] == DRA for r in templates[PREREQ_STACK].get("Resources", {}).values()):
+            return 0
+        for stack in self.stacks[1:]:
+            deployed = deployed_template(self.aws, stack) or {}
+            if any(r.get("Type") == DRA for r in deployed.get("Resources", {}).values()):
+                self.say(f"  the data repository associations move from {stack} to PrereqStack: {stack} first "
+                         "(auto-export pauses until PrereqStack links them again)")
+                code = self.steps.cdk_deploy(self.assembly, self.options.approve, [stack])
+                if code != 0:
+                    return code
+        return 0
 
     def _stop_here(self, message: str) -> int:
         self.say(f"  {message}")
@@ -234,7 +284,7 @@ class Deployer:
             return self.steps.head_node(self.aws, commands)
         from ops.cluster import outputs, _required
 
-        instance = _required(outputs(self.aws, "ClusterStack"), HEAD_NODE_INSTANCE_ID, "ClusterStack")
+        instance = _required(outputs(self.aws, self.fleet_stack), HEAD_NODE_INSTANCE_ID, self.fleet_stack)
         status, stdout, stderr = run_shell(self.aws, instance, [SLURM_PATH, *commands], 600, "hpc-deploy",
                                            sleep=self.steps.sleep)
         if status != "Success":
@@ -243,14 +293,15 @@ class Deployer:
 
     def _stop_fleet(self, cluster: str) -> None:
         if not self.state:
-            self.state.update(cluster=cluster, region=self.aws.region, phase="draining" if self.options.wait_for_jobs
+            self.state.update(cluster=cluster, stack=self.fleet_stack, region=self.aws.region,
+                              phase="draining" if self.options.wait_for_jobs
                               else "stopping", reservation=None,
                               started=datetime.now(tz=timezone.utc).isoformat(timespec="seconds"))
         if self.options.wait_for_jobs and not self.state.data.get("reservation") and \
                 self.state.data.get("phase") == "draining":
             self._drain()
         self.state.update(phase="stopping")
-        self.say(f"  {set_fleet(self.aws, 'STOP_REQUESTED')}")
+        self.say(f"  {set_fleet(self.aws, 'STOP_REQUESTED', self.fleet_stack)}")
         self._wait_fleet(cluster, "STOPPED")
 
     def _drain(self) -> None:
@@ -283,7 +334,7 @@ class Deployer:
     def _wait_for_stacks(self) -> None:
         """An interrupted `cdk deploy` leaves CloudFormation working: a new one would be refused until it ends."""
         started = self.steps.clock()
-        for stack in STACKS:
+        for stack in self.stacks:
             while (status := stack_status(self.aws, stack) or "").endswith("_IN_PROGRESS"):
                 if self.steps.clock() - started >= self.options.fleet_timeout:
                     raise OpsError(f"{stack} is still {status}: wait for it, then run again")
@@ -295,7 +346,7 @@ class Deployer:
         cluster = self.state.data.get("cluster")
         self.state.update(phase="starting")
         try:
-            self.say(f"  {set_fleet(self.aws, 'START_REQUESTED')}")
+            self.say(f"  {set_fleet(self.aws, 'START_REQUESTED', self.fleet_stack)}")
             self._wait_fleet(cluster, "RUNNING")
         except OpsError as error:
             self.say(f"  could not start the fleet: {error}. Run hpc-ops start-fleet")

@@ -57,12 +57,13 @@ class Node:
 
 @dataclass
 class Target:
-    """The synthesized templates about to be deployed."""
+    """The synthesized templates about to be deployed, seen from one cluster stack."""
     templates: dict[str, dict[str, Any]]
+    cluster_stack: str = "ClusterStack"
 
     @cached_property
     def cluster(self) -> dict[str, Any]:
-        [resource] = [r for r in self.templates["ClusterStack"]["Resources"].values()
+        [resource] = [r for r in self.templates[self.cluster_stack]["Resources"].values()
                       if r["Type"] == "Custom::PclusterCluster"]
         return resource["Properties"]
 
@@ -76,7 +77,7 @@ class Target:
 
     @cached_property
     def config_source(self) -> str:
-        return str(self.templates["ClusterStack"].get("Outputs", {}).get(CLUSTER_CONFIG, {}).get("Value", "cluster config"))
+        return str(self.templates[self.cluster_stack].get("Outputs", {}).get(CLUSTER_CONFIG, {}).get("Value", "cluster config"))
 
     @cached_property
     def _document(self) -> Any:
@@ -132,7 +133,7 @@ class Target:
 
     def bootstrap(self) -> tuple[str, int]:
         """The SSM parameter CDK reads the bootstrap version from, and the lowest version the templates accept."""
-        template = self.templates["ClusterStack"]
+        template = self.templates[self.cluster_stack]
         parameter = template["Parameters"]["BootstrapVersion"]["Default"]
         [assertion] = template["Rules"]["CheckBootstrapVersion"]["Assertions"]
         refused = assertion["Assert"]["Fn::Not"][0]["Fn::Contains"][0]
@@ -325,7 +326,7 @@ class Preflight:
         name = self.target.cluster_name
         ours = None
         try:
-            outputs = cloudformation.describe_stacks(StackName="ClusterStack")["Stacks"][0].get("Outputs", [])
+            outputs = cloudformation.describe_stacks(StackName=self.target.cluster_stack)["Stacks"][0].get("Outputs", [])
             ours = next((o["OutputValue"] for o in outputs if o["OutputKey"] == CLUSTER_NAME), None)
         except ClientError:
             pass
@@ -336,7 +337,7 @@ class Preflight:
         except ClientError:
             return [Finding("cluster-name", "PASS", f"no stack or cluster named {name} yet")]
         return [Finding("cluster-name", "FAIL", f"a stack named {name} already exists ({stack['StackStatus']}), not "
-                        "created by this app's ClusterStack: ParallelCluster names the cluster's stack after it",
+                        f"created by this app's {self.target.cluster_stack}: ParallelCluster names the cluster's stack after it",
                         "set cluster_name in cdk.json (or -c cluster_name=...) to a new name")]
 
 

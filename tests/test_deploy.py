@@ -29,7 +29,7 @@ TABLE = f"parallelcluster-{CLUSTER}"
 
 def template(**context: Any) -> dict[str, dict]:
     app = synth(**context)
-    return {name: app.synthesis.template(name) for name in ("PrereqStack", "ClusterStack")}
+    return {name: app.synthesis.template(name) for name in app.stacks}
 
 
 def fleet() -> str:
@@ -70,6 +70,7 @@ class World:
         self.deploy_results = list(deploy_results or [0])
         self.running_jobs = list(running_jobs or [0])
         self.deploys: list[str] = []  # the fleet status at each cdk deploy
+        self.deployed_stacks: list[list[str]] = []  # the stacks of each cdk deploy
         self.commands: list[str] = []
         self.verified = 0
         self.now = 0.0
@@ -82,8 +83,9 @@ class World:
             (assembly / f"{name}.template.json").write_text(json.dumps(body))
         return assembly
 
-    def cdk_deploy(self, assembly: Path, approve: bool) -> int:
+    def cdk_deploy(self, assembly: Path, approve: bool, stacks: list[str]) -> int:
         self.deploys.append(fleet())
+        self.deployed_stacks.append(stacks)
         result = self.deploy_results.pop(0)
         if isinstance(result, BaseException):
             raise result
@@ -99,7 +101,7 @@ class World:
         self.now += seconds
         parallelcluster_daemon()
 
-    def verify(self, aws: Session) -> int:
+    def verify(self, aws: Session, stack: str) -> int:
         self.verified += 1
         return 0
 
@@ -208,6 +210,44 @@ def test_a_parallelcluster_upgrade_stops_before_anything_happens_with_the_path(a
     assert "Recommended: keep parallelcluster_version=3.15.1 for this cluster" in out
 
 
+def test_a_second_cluster_is_deployed_beside_the_first_and_each_verified(account, base, tmp_path, monkeypatch):
+    two = template(clusters={CLUSTER: {}, "hpc-cluster-2": {}})
+    world = World(tmp_path, base, two)
+    assert world.run(monkeypatch) == 0, world.out.getvalue()
+    assert world.deployed_stacks == [["PrereqStack", "ClusterStack", "ClusterStack-hpc-cluster-2"]]
+    assert world.verified == 2
+    out = world.out.getvalue()
+    assert "cluster hpc-cluster-2 (ClusterStack-hpc-cluster-2) from cluster_configs/vanilla.yaml" in out
+    assert "ClusterStack-hpc-cluster-2:\n  compute fleet: none (no cluster yet)\n  cluster hpc-cluster-2 will be " \
+           "created" in out
+
+
+def test_cluster_deploys_prereq_stack_and_that_cluster_only(account, base, tmp_path, monkeypatch):
+    world = World(tmp_path, base, template(clusters={CLUSTER: {}, "hpc-cluster-2": {}}))
+    assert world.run(monkeypatch, cluster="hpc-cluster-2") == 0, world.out.getvalue()
+    assert world.deployed_stacks == [["PrereqStack", "ClusterStack-hpc-cluster-2"]] and world.verified == 1
+    world = World(tmp_path, base, base)
+    assert world.run(monkeypatch, cluster="nope") == 1 and world.deployed_stacks == []
+    assert "no cluster named nope in this app (cdk.json's clusters)" in world.out.getvalue()
+
+
+def test_associations_deployed_beside_the_cluster_move_to_prereq_stack_in_two_steps(account, base, tmp_path,
+                                                                                    monkeypatch):
+    """A cluster stack deployed when the associations lived beside the cluster is deployed alone first: FSx
+    refuses a second association on the same path, so PrereqStack can create them only once they are gone."""
+    import copy
+
+    old = copy.deepcopy(base)
+    old["ClusterStack"]["Resources"]["DataRepositoriesAssociation0"] = {
+        "Type": "AWS::FSx::DataRepositoryAssociation", "Properties": {"FileSystemPath": "/data"}}
+    world = World(tmp_path, old, base, deploy_results=[0, 0])
+    assert world.run(monkeypatch) == 0, world.out.getvalue()
+    assert world.deployed_stacks == [["ClusterStack"], ["PrereqStack", "ClusterStack"]]
+    assert "the data repository associations move from ClusterStack to PrereqStack" in world.out.getvalue()
+    world = World(tmp_path, base, base)  # once moved: one deploy
+    assert world.run(monkeypatch) == 0 and world.deployed_stacks == [["PrereqStack", "ClusterStack"]]
+
+
 def test_a_failed_preflight_stops_before_the_plan(account, base, tmp_path, monkeypatch):
     boto3.client("ssm").delete_parameter(Name="/cdk-bootstrap/hnb659fds/version")
     world = World(tmp_path, base, base)
@@ -239,11 +279,11 @@ def test_the_real_deploy_step_deploys_the_checked_assembly(monkeypatch, tmp_path
     monkeypatch.setattr(deploy_module.subprocess, "run", lambda args, **kw: calls.append(args) or
                         type("Done", (), {"returncode": 0})())
     steps = deploy_module.default_steps()
-    assert steps.cdk_deploy(tmp_path / "cdk.out", True) == 0
+    assert steps.cdk_deploy(tmp_path / "cdk.out", True, ["PrereqStack", "ClusterStack"]) == 0
     [args] = calls
-    assert args[0].endswith("node_modules/.bin/cdk") and args[1:5] == ["deploy", "--app", str(tmp_path / "cdk.out"),
-                                                                          "PrereqStack"]
-    assert args[5] == "ClusterStack" and args[-2:] == ["--require-approval", "never"]
+    assert args[0].endswith("node_modules/.bin/cdk") and args[1:6] == ["deploy", "--app", str(tmp_path / "cdk.out"),
+                                                                          "--exclusively", "PrereqStack"]
+    assert args[6] == "ClusterStack" and args[-2:] == ["--require-approval", "never"]
 
 
 def test_no_credentials_is_one_sentence(capsys, no_aws_credentials):
