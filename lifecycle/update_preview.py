@@ -41,9 +41,9 @@ STOP_FLEET_PATH = "stop the fleet first (hpc-ops stop-fleet), deploy, then start
 # ParallelCluster refuses to update a cluster created by another version (pcluster/api/controllers/
 # cluster_operations_controller.py: "the update can be performed only with the same ParallelCluster version ... used
 # to create the cluster"); its documented upgrade is a new cluster.
-UPGRADE_PATH = ("keep parallelcluster_version={old} for this cluster, or move to {new} with a new cluster: let the "
-                "jobs finish, `npx cdk destroy ClusterStack` (the file systems, /home and the data bucket stay in "
-                "PrereqStack), then `hpc-deploy -c parallelcluster_version={new}` and `hpc-ops verify`")
+UPGRADE_PATH = ("keep parallelcluster_version={old} for this cluster, or move to {new} with a new cluster beside it "
+                "on the same storage, no job lost (blue/green): `hpc-upgrade plan --to-version {new}` prints the "
+                "cdk.json edit and each step (docs/day2.md)")
 PROVIDER_TEMPLATE = re.compile(r"/parallelcluster/([^/]+)/templates/custom_resource/cluster\.yaml")
 
 

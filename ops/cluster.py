@@ -234,6 +234,7 @@ def export_logs(aws: Session, since_hours: int = 24, stack: str = CLUSTER_STACK)
 
 
 SSM_ACTIVE = ("Pending", "InProgress", "Delayed")
+SLURM_PATH = "export PATH=/opt/slurm/bin:$PATH"  # ParallelCluster's Slurm; SSM's shell does not have it
 
 
 def run_shell(aws: Session, instance_id: str, commands: list[str], timeout: int, comment: str, poll: float = 5.0,
@@ -260,3 +261,14 @@ def run_shell(aws: Session, instance_id: str, commands: list[str], timeout: int,
         if invocation["Status"] not in SSM_ACTIVE:
             return (invocation["Status"], invocation.get("StandardOutputContent", ""),
                     invocation.get("StandardErrorContent", ""))
+
+
+def on_head_node(aws: Session, stack: str, commands: list[str], comment: str,
+                 sleep: Callable[[float], None] = time.sleep) -> str:
+    """COMMANDS as root on the head node of the cluster in ``stack``, with ParallelCluster's Slurm on PATH: stdout.
+    Raises OpsError when they fail."""
+    instance = _required(outputs(aws, stack), HEAD_NODE_INSTANCE_ID, stack)
+    status, stdout, stderr = run_shell(aws, instance, [SLURM_PATH, *commands], 600, comment, sleep=sleep)
+    if status != "Success":
+        raise OpsError(f"`{'; '.join(commands)}` on the head node of {stack}: {status}: {stderr[-300:]}")
+    return stdout

@@ -23,10 +23,9 @@ from typing import Any, Callable, TextIO
 
 from botocore.exceptions import ClientError
 
-from cluster_yaml.stack_values import HEAD_NODE_INSTANCE_ID
 from lifecycle.templates import app_stacks, is_cluster_stack
 from lifecycle.update_preview import Preview, to_terminal
-from ops.cluster import OpsError, Session, fleet_status, run_shell, set_fleet
+from ops.cluster import OpsError, Session, fleet_status, on_head_node, set_fleet
 from ops.preflight import Preflight, Target
 from settings.context import REPO_ROOT
 
@@ -37,7 +36,6 @@ FLEET_STOPPED = ("STOPPED",)
 FLEET_STOP_NEEDED = "needs compute fleet stop"
 # Other effects that need something only the user can decide (edit the config, replace the head node).
 BLOCKING = ("needs QueueUpdateStrategy", "needs login nodes stop", "needs head node stop")
-SLURM_PATH = "export PATH=/opt/slurm/bin:$PATH"  # ParallelCluster's Slurm; SSM's shell does not have it
 # The drain, on the head node: a maintenance reservation on every node from now (running jobs go on, no new
 # job starts), the count of jobs still running, and its removal. Tested on a real Slurm (test_deploy_slurm.py).
 RESERVE = ("scontrol create reservation ReservationName={name} Users=root StartTime=now Duration=infinite "
@@ -282,14 +280,7 @@ class Deployer:
     def _head_node(self, commands: list[str]) -> str:
         if self.steps.head_node:
             return self.steps.head_node(self.aws, commands)
-        from ops.cluster import outputs, _required
-
-        instance = _required(outputs(self.aws, self.fleet_stack), HEAD_NODE_INSTANCE_ID, self.fleet_stack)
-        status, stdout, stderr = run_shell(self.aws, instance, [SLURM_PATH, *commands], 600, "hpc-deploy",
-                                           sleep=self.steps.sleep)
-        if status != "Success":
-            raise OpsError(f"`{'; '.join(commands)}` on the head node: {status}: {stderr[-300:]}")
-        return stdout
+        return on_head_node(self.aws, self.fleet_stack, commands, "hpc-deploy", sleep=self.steps.sleep)
 
     def _stop_fleet(self, cluster: str) -> None:
         if not self.state:

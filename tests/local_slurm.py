@@ -150,3 +150,15 @@ def running(base: Path, cluster_name: str, conf: str) -> Iterator[LocalSlurm]:
     finally:
         cluster.stop()
         shutil.rmtree(base, ignore_errors=True)
+
+
+@contextmanager
+def plain_cluster(name: str, user: str) -> Iterator[LocalSlurm]:
+    """A started one-node cluster without accounting, whose jobs run as ``user`` (created when missing)."""
+    import tempfile
+
+    ensure_user(user)
+    base = Path(tempfile.mkdtemp(prefix=f"{name}-"))
+    base.chmod(0o755)
+    with running(base, name, "JobAcctGatherType=jobacct_gather/none\nKillWait=2") as cluster:
+        yield cluster

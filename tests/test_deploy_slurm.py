@@ -5,14 +5,12 @@ count is what the deploy waits on, and removing the reservation lets the pending
 from __future__ import annotations
 
 import subprocess
-import tempfile
-from pathlib import Path
 from typing import Iterator
 
 import pytest
 
 from ops.deploy import RELEASE, RESERVE, RUNNING_JOBS
-from tests.local_slurm import LocalSlurm, ensure_user, needs, running, wait_for
+from tests.local_slurm import LocalSlurm, needs, plain_cluster, wait_for
 
 USER = "verifyuser"
 pytestmark = needs("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "scancel", "runuser")
@@ -20,10 +18,7 @@ pytestmark = needs("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scontro
 
 @pytest.fixture(scope="module")
 def slurm() -> Iterator[LocalSlurm]:
-    ensure_user(USER)
-    base = Path(tempfile.mkdtemp(prefix="drain-"))
-    base.chmod(0o755)
-    with running(base, "drain", "JobAcctGatherType=jobacct_gather/none\nKillWait=2") as cluster:
+    with plain_cluster("drain", USER) as cluster:
         yield cluster
 
 

@@ -9,7 +9,6 @@ from pathlib import Path
 
 from lifecycle.replacement_guard import replacements, report, unacknowledged
 from lifecycle.templates import STACKS, load_template
-from settings.context import REPO_ROOT
 from tests.conftest import Synthesized, installed_command, synth
 
 

@@ -11,7 +11,6 @@ import pytest
 from cluster_yaml import NODE_ACTIONS_DIR
 from cluster_yaml.node_actions import script_digest
 from lifecycle.update_preview import REPLACE_PATH, preview, to_markdown, to_terminal
-from settings.context import REPO_ROOT
 from tests.conftest import BRIDGE, Synthesized, installed_command, synth
 
 
@@ -157,7 +156,7 @@ def test_a_parallelcluster_version_change_needs_a_new_cluster_and_says_how():
     text = to_terminal(result)
     assert "ParallelCluster 3.15.1 -> 3.16.1: needs a new cluster" in text
     assert "next: keep parallelcluster_version=3.15.1 for this cluster, or move to 3.16.1 with a new cluster" in text
-    assert "`npx cdk destroy ClusterStack`" in text and "`hpc-deploy -c parallelcluster_version=3.16.1`" in text
+    assert "blue/green): `hpc-upgrade plan --to-version 3.16.1` prints the cdk.json edit and each step" in text
     assert "ParallelCluster 3.15.1 -> 3.16.1" in to_markdown(result)
 
 

@@ -13,7 +13,6 @@ import argparse
 import os
 import re
 import sys
-from pathlib import Path
 from typing import Any, Callable
 
 from lifecycle.templates import references, stack_outputs
