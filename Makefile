@@ -7,7 +7,10 @@ VENV := .venv
 # One isolated venv per ParallelCluster version (aws-parallelcluster pins CDK v1), each from its lock
 # requirements-pcluster-<version>.txt. install builds those of the versions cdk.json uses; test builds all.
 ALL_PCLUSTER_VERSIONS := $(patsubst requirements-pcluster-%.txt,%,$(wildcard requirements-pcluster-*.txt))
-USED_PCLUSTER_VERSIONS := $(shell $(PYTHON) -c 'import json; print(json.load(open("cdk.json"))["context"]["parallelcluster_version"])')
+# Used: the top-level parallelcluster_version, or with clusters (several clusters) each one's (settings/cluster.py).
+USED_PCLUSTER_VERSIONS := $(shell $(PYTHON) -c 'import json; c = json.load(open("cdk.json"))["context"]; \
+	top = c["parallelcluster_version"]; clusters = c.get("clusters") or {}; \
+	print(" ".join(sorted({e.get("parallelcluster_version", top) for e in clusters.values()} if isinstance(clusters, dict) and clusters else {top})))')
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 # Offline by construction: no credentials are looked up and botocore never probes instance metadata.
 export AWS_EC2_METADATA_DISABLED := true

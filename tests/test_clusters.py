@@ -161,3 +161,22 @@ def test_a_cluster_gone_from_the_app_is_not_a_deletion_the_guard_reports():
     stacks = list(two.stacks)
     assert replacements({s: two.template(s).to_json() for s in stacks},
                         {s: one.template(s).to_json() if s in one.stacks else None for s in stacks}) == []
+
+
+@pytest.mark.parametrize("context,versions", [
+    ({"parallelcluster_version": "3.16.1"}, "3.16.1"),
+    ({"parallelcluster_version": "3.16.1", "clusters": BLUE_GREEN}, "3.15.1 3.16.1"),
+    ({"parallelcluster_version": "3.15.1", "clusters": {"a": {}, "b": {}}}, "3.15.1"),
+])
+def test_make_install_builds_the_venv_of_every_version_a_cluster_uses(tmp_path, context, versions):
+    """README's `make install` builds only the ParallelCluster venvs cdk.json's clusters use."""
+    import json
+    import shutil
+    import subprocess
+
+    from settings.context import REPO_ROOT
+
+    shutil.copy(REPO_ROOT / "Makefile", tmp_path / "Makefile")
+    (tmp_path / "cdk.json").write_text(json.dumps({"context": context}))
+    database = subprocess.run(["make", "-C", str(tmp_path), "-pn", "install"], capture_output=True, text=True).stdout
+    assert f"USED_PCLUSTER_VERSIONS := {versions}\n" in database

@@ -173,3 +173,39 @@ def test_a_version_whose_update_policies_cannot_be_read_is_one_line_not_a_trace(
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.startswith("error: ParallelCluster 3.14.0 has no lock in this app "
                                     "(requirements-pcluster-3.14.0.txt)") and "supported: 3.15.1, 3.16.1" in result.stderr
+
+
+# Run in a ParallelCluster venv: its own update controller, for a cluster whose stack says it was created by
+# sys.argv[1] (the rest of the cluster is a stand-in: only the version check is asked).
+SAME_VERSION_CHECK = """
+import json, sys
+from types import SimpleNamespace
+import pcluster.api.controllers.cluster_operations_controller as controller
+from pcluster.api.errors import BadRequestException
+controller.Cluster = lambda name: SimpleNamespace(name=name, stack=SimpleNamespace(version=sys.argv[1]))
+try:
+    controller.update_cluster({"clusterConfiguration": "HeadNode: {}"}, "hpc-cluster", region="us-east-1", dryrun=True)
+except BadRequestException as error:
+    print(json.dumps(str(error.content.message)))
+except Exception:
+    print(json.dumps(None))  # past the version check (the stand-in cluster has nothing more to give)
+"""
+
+
+@pytest.mark.parametrize("created,running", [("3.15.1", "3.16.1"), ("3.16.1", "3.15.1"), ("3.16.1", "3.16.1"),
+                                             ("3.15.1", "3.15.1")])
+def test_parallelcluster_itself_refuses_an_update_from_another_version(created, running):
+    """What "needs a new cluster" rests on, judged by ParallelCluster's own update controller of each version."""
+    import json
+    import subprocess
+
+    from cluster_yaml.sidecar import pcluster_python
+
+    done = subprocess.run([str(pcluster_python(running)), "-c", SAME_VERSION_CHECK, created], capture_output=True,
+                          text=True, env={"AWS_DEFAULT_REGION": "us-east-1", "PATH": "/usr/bin:/bin"}, timeout=120)
+    message = json.loads(done.stdout.strip().splitlines()[-1])
+    if created == running:
+        assert message is None or "same ParallelCluster version" not in message
+    else:
+        assert message == (f"Bad Request: the update can be performed only with the same ParallelCluster version "
+                           f"({created}) used to create the cluster.")
