@@ -189,7 +189,10 @@ def preview(base: dict[str, Any] | None, target: dict[str, Any] | None, *, runni
         result.notes.append(f"cluster {after.cluster_name} will be created")
         return result
     if after is None:
-        result.notes.append(f"cluster {before.cluster_name} will be deleted (its data on /fsx and /home stays)")
+        # A stack gone from the app: `cdk deploy` does not delete it (cdk.json's clusters no longer has it).
+        result.notes.append(f"cluster {before.cluster_name} is no longer in the app: `cdk deploy` leaves it running; "
+                            f"delete it with `hpc-upgrade remove {before.cluster_name}` (or `cdk destroy` of its stack) "
+                            "while cdk.json still has it (its data on /fsx and /home stays)")
         return result
     if before.cluster_name != after.cluster_name:
         result.replaced = True

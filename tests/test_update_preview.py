@@ -61,7 +61,8 @@ def test_renaming_the_cluster_replaces_it(base: dict):
 
 def test_first_deploy_and_removal_are_reported(base: dict):
     assert preview(None, base).notes == ["cluster hpc-cluster will be created"]
-    assert "will be deleted" in preview(base, None).notes[0]
+    assert "is no longer in the app: `cdk deploy` leaves it running; delete it with `hpc-upgrade remove hpc-cluster`" \
+           in preview(base, None).notes[0]
 
 
 @pytest.mark.slow
