@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         aws = connect(args.region or default_region(), args.profile)
         with tempfile.TemporaryDirectory(prefix="deploy-") as tmp:
             assembly = args.output or Path(tmp) / "cdk.out"
-            return Deployer(aws, options, default_steps(), assembly).run()
+            return Deployer(aws, options, default_steps(profile=args.profile), assembly).run()
     except (OpsError, WorkerError) as error:  # WorkerError: a ParallelCluster venv to install first
         return failed(error)
 

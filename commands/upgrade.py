@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
             print('"clusters": ' + json.dumps(entries, indent=2))
             print("\nsteps:\n" + "\n".join(f"  {n}. {c}" for n, c in enumerate(commands, 1)))
             return 0
-        upgrade = Upgrade(connect(args.region or default_region(), args.profile), clusters, default_steps())
+        aws = connect(args.region or default_region(), args.profile)
+        upgrade = Upgrade(aws, clusters, default_steps(aws, args.profile))
         if args.step == "move-bridge":
             return upgrade.move_bridge(args.old, args.new)
         if args.step == "drain":

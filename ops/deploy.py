@@ -89,7 +89,8 @@ class Steps:
     clock: Callable[[], float] = time.monotonic
 
 
-def default_steps(out: TextIO = sys.stdout) -> Steps:
+def default_steps(out: TextIO = sys.stdout, profile: str | None = None) -> Steps:
+    """``profile``: the AWS profile the commands were given, handed on to the CDK CLI."""
     from lifecycle.synth import CDK, synth, synth_env
     from lifecycle.update_preview import preview
 
@@ -97,7 +98,7 @@ def default_steps(out: TextIO = sys.stdout) -> Steps:
         args = [str(CDK), "deploy", "--app", str(assembly), "--exclusively", *stacks, "--progress", "events"]
         if approve:
             args += ["--require-approval", "never"]
-        return subprocess.run(args, cwd=REPO_ROOT, env=synth_env()).returncode
+        return subprocess.run(args, cwd=REPO_ROOT, env=cli_env(synth_env(), profile)).returncode
 
     def verify(aws: Session, stack: str) -> int:
         from ops.verify import Options as VerifyOptions, table, verify as run_verify
@@ -109,6 +110,11 @@ def default_steps(out: TextIO = sys.stdout) -> Steps:
     return Steps(synth=lambda directory, context: synth(directory, context=context), cdk_deploy=cdk_deploy,
                  preview=lambda base, target, running, prereq=None: preview(base, target, running=running, prereq=prereq),
                  verify=verify)
+
+
+def cli_env(env: dict[str, str], profile: str | None) -> dict[str, str]:
+    """The CDK CLI's environment, with the profile the command was given (the CLI does not see our --profile)."""
+    return {**env, "AWS_PROFILE": profile} if profile else env
 
 
 def deployed_template(aws: Session, stack: str) -> dict[str, Any] | None:

@@ -46,24 +46,24 @@ class Steps:
     clock: Callable[[], float] = time.monotonic
 
 
-def default_steps() -> Steps:
+def default_steps(aws: Session, profile: str | None = None) -> Steps:
+    """The real steps, in ``aws``'s region and with ``profile`` handed on to the CDK CLI."""
     import subprocess
     import tempfile
 
     from lifecycle.synth import CDK, synth, synth_env
-    from ops.cluster import connect, default_region
-    from ops.deploy import Deployer, Options, default_steps as deploy_steps
+    from ops.deploy import Deployer, Options, cli_env, default_steps as deploy_steps
 
-    def deploy(cluster: str) -> int:
-        aws = connect(default_region())
+    def deploy(cluster: str) -> int:  # hpc-deploy --cluster NAME --no-verify (verify is a step of its own)
         with tempfile.TemporaryDirectory(prefix="upgrade-") as tmp:
-            return Deployer(aws, Options(cluster=cluster, verify=False), deploy_steps(), Path(tmp) / "cdk.out").run()
+            return Deployer(aws, Options(cluster=cluster, verify=False), deploy_steps(profile=profile),
+                            Path(tmp) / "cdk.out").run()
 
     def destroy(stack: str) -> int:
         with tempfile.TemporaryDirectory(prefix="upgrade-") as tmp:
             assembly = synth(Path(tmp) / "cdk.out")
             return subprocess.run([str(CDK), "destroy", "--app", str(assembly), "--exclusively", "--force", stack],
-                                  cwd=REPO_ROOT, env=synth_env()).returncode
+                                  cwd=REPO_ROOT, env=cli_env(synth_env(), profile)).returncode
 
     return Steps(deploy=deploy, destroy=destroy)
 

@@ -286,6 +286,21 @@ def test_the_real_deploy_step_deploys_the_checked_assembly(monkeypatch, tmp_path
     assert args[6] == "ClusterStack" and args[-2:] == ["--require-approval", "never"]
 
 
+def test_the_profile_the_command_was_given_reaches_the_cdk_cli(monkeypatch, tmp_path):
+    """`hpc-deploy --profile p` (and hpc-upgrade's steps): the CDK CLI deploys with that profile, not the default."""
+    from ops import upgrade
+
+    environments = []
+    monkeypatch.setattr(deploy_module.subprocess, "run", lambda args, **kw: environments.append(kw["env"]) or
+                        type("Done", (), {"returncode": 0})())
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    deploy_module.default_steps(profile="hpc-admin").cdk_deploy(tmp_path / "cdk.out", False, ["PrereqStack"])
+    deploy_module.default_steps().cdk_deploy(tmp_path / "cdk.out", False, ["PrereqStack"])
+    monkeypatch.setattr("lifecycle.synth.synth", lambda out_dir, **kw: out_dir)
+    upgrade.default_steps(Session("us-east-1", None), "hpc-admin").destroy("ClusterStack")
+    assert [env.get("AWS_PROFILE") for env in environments] == ["hpc-admin", None, "hpc-admin"]
+
+
 def test_no_credentials_is_one_sentence(capsys, no_aws_credentials):
     from commands import deploy
 
