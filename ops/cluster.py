@@ -84,16 +84,24 @@ def _required(values: dict[str, str], key: str, stack: str) -> str:
 
 
 def cluster_stack(cluster: str | None) -> str:
-    """The stack of the cluster named ``cluster`` (None: ClusterStack), from cdk.json's clusters."""
-    if cluster is None:
-        return CLUSTER_STACK
+    """The stack of the cluster named ``cluster``, from cdk.json's clusters. None: ClusterStack, or the one cluster
+    when ``clusters`` has only one (after a blue/green upgrade the new cluster has a stack of its own)."""
     from settings import ConfigError, ConfigErrors, read
     from settings.cluster import Clusters
 
     try:
         known = {c.cluster_name: c.stack_name for c in read(Clusters).clusters}
     except (ConfigError, ConfigErrors) as error:
+        if cluster is None:
+            return CLUSTER_STACK  # cdk.json is broken: `cdk synth` says what to fix
         raise OpsError(f"cdk.json does not read: {str(error).splitlines()[0]}") from None
+    if cluster is None:
+        if CLUSTER_STACK in known.values() or not known:
+            return CLUSTER_STACK
+        if len(known) == 1:
+            return next(iter(known.values()))
+        raise OpsError(f"cdk.json has several clusters ({', '.join(known)}) and none in {CLUSTER_STACK}: pass "
+                       "--cluster NAME")
     if cluster not in known:
         raise OpsError(f"no cluster named {cluster} in cdk.json (clusters: {', '.join(known)})")
     return known[cluster]

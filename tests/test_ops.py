@@ -173,3 +173,17 @@ def test_cluster_picks_the_stack_of_another_cluster_of_the_clusters_knob(deploye
     assert "hpc-cluster-2: STOPPED -> START_REQUESTED" in run(capsys, "--cluster", "hpc-cluster-2", "start-fleet")[1]
     code, _, err = run(capsys, "--cluster", "nope", "status")
     assert code == 1 and err == "error: no cluster named nope in cdk.json (clusters: hpc-cluster, hpc-cluster-2)\n"
+
+
+def test_after_an_upgrade_the_one_cluster_left_is_the_default(deployed, capsys, monkeypatch):
+    """The old cluster (in ClusterStack) removed, cdk.json's clusters holds the new one only: no --cluster needed."""
+    import settings
+    from settings.context import shipped_context
+
+    monkeypatch.setattr(settings, "shipped_context", lambda: {**shipped_context(), "clusters": {"hpc-cluster-2": {}}})
+    stack_with_outputs("ClusterStack-hpc-cluster-2", {"ClusterName": "hpc-cluster-2",
+                                                      "HeadNodeInstanceId": deployed["instance"]})
+    assert "cluster                hpc-cluster-2" in run(capsys, "status")[1]
+    monkeypatch.setattr(settings, "shipped_context", lambda: {**shipped_context(), "clusters": {"a": {}, "b": {}}})
+    code, _, err = run(capsys, "status")
+    assert code == 1 and "several clusters (a, b) and none in ClusterStack: pass --cluster NAME" in err
