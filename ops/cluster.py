@@ -27,7 +27,7 @@ FLEET_STATES = {  # request -> (in progress, done)
     "STOP_REQUESTED": ("STOPPING", "STOPPED"),
     "START_REQUESTED": ("STARTING", "RUNNING"),
 }
-DEPLOY_HINT = "deploy first: npx cdk deploy PrereqStack ClusterStack"
+DEPLOY_HINT = "deploy first: npx cdk deploy PrereqStack {stack}"
 CLUSTER_STACK = "ClusterStack"
 
 
@@ -72,15 +72,19 @@ def outputs(aws: Session, stack: str) -> dict[str, str]:
         raise OpsError(f"cannot call AWS: {error}") from None
     except ClientError as error:
         if "does not exist" in str(error):
-            raise OpsError(f"stack {stack} is not deployed in {aws.region}: {DEPLOY_HINT}") from None
+            raise OpsError(f"stack {stack} is not deployed in {aws.region}: {_deploy_hint(stack)}") from None
         raise OpsError(f"cannot read stack {stack}: {error.response['Error']['Message']}") from None
     return {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
 
 
 def _required(values: dict[str, str], key: str, stack: str) -> str:
     if not values.get(key):
-        raise OpsError(f"stack {stack} has no output {key}: is it fully deployed? {DEPLOY_HINT}")
+        raise OpsError(f"stack {stack} has no output {key}: is it fully deployed? {_deploy_hint(stack)}")
     return values[key]
+
+
+def _deploy_hint(stack: str) -> str:
+    return DEPLOY_HINT.format(stack="ClusterStack" if stack == "PrereqStack" else stack)
 
 
 def cluster_stack(cluster: str | None) -> str:

@@ -187,3 +187,13 @@ def test_after_an_upgrade_the_one_cluster_left_is_the_default(deployed, capsys, 
     monkeypatch.setattr(settings, "shipped_context", lambda: {**shipped_context(), "clusters": {"a": {}, "b": {}}})
     code, _, err = run(capsys, "status")
     assert code == 1 and "several clusters (a, b) and none in ClusterStack: pass --cluster NAME" in err
+
+
+def test_a_missing_cluster_stack_is_named_in_the_hint(aws, capsys, monkeypatch):
+    import settings
+    from settings.context import shipped_context
+
+    monkeypatch.setattr(settings, "shipped_context", lambda: {**shipped_context(), "clusters": {"a": {}, "b": {}}})
+    code, _, err = run(capsys, "--cluster", "b", "status")
+    assert code == 1 and err == ("error: stack ClusterStack-b is not deployed in us-east-1: deploy first: "
+                                 "npx cdk deploy PrereqStack ClusterStack-b\n")
