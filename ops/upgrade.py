@@ -72,9 +72,15 @@ def new_cluster_name(old: str, version: str) -> str:
     return f"{old}-{version.replace('.', '-')}"
 
 
-def plan(clusters: Clusters, version: str, old_name: str | None = None,
-         new_name: str | None = None) -> tuple[dict[str, Any], list[str]]:
-    """The ``clusters`` value that adds the new cluster beside the old one, and the steps, as commands."""
+def plan(clusters: Clusters, version: str, old_name: str | None = None, new_name: str | None = None,
+         accounting: bool = False) -> tuple[dict[str, Any], list[str]]:
+    """The ``clusters`` value that adds the new cluster beside the old one, and the steps, as commands.
+    ``accounting``: slurm_accounting is on, whose one database two clusters may not share (stacks/plan.py)."""
+    if accounting:
+        raise OpsError("slurm_accounting=true: a second cluster would run a second slurmdbd on the one accounting "
+                       "database (synth refuses it). Upgrade the cold way: let the jobs finish, `npx cdk destroy "
+                       "ClusterStack` (the database, file systems and data bucket stay in PrereqStack), deploy with "
+                       "the new parallelcluster_version (docs/day2.md)")
     by_name = {c.cluster_name: c for c in clusters.clusters}
     old = by_name.get(old_name) if old_name else clusters.clusters[0]
     if old is None:

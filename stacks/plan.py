@@ -80,6 +80,24 @@ def _settings(lookup: Callable[[str], Any]) -> tuple[PrereqSettings, Clusters]:
             errors.append(error)
         except ConfigErrors as many:
             errors.extend(many.errors)
+    if not errors and results[0].slurm_accounting and len(results[1].clusters) > 1:
+        errors.append(shared_accounting_error(results[1]))
     if errors:
         raise errors[0] if len(errors) == 1 else ConfigErrors(errors)
     return results[0], results[1]
+
+
+# ParallelCluster's Slurm accounting guide: "Using an external Slurmdbd is recommended if multiple clusters share the
+# same database"; with SlurmSettings/Database each head node runs a slurmdbd of its own on it.
+ACCOUNTING_GUIDE = "https://docs.aws.amazon.com/parallelcluster/latest/ug/slurm-accounting-v3.html"
+
+
+def shared_accounting_error(clusters: Clusters) -> ConfigError:
+    names = [c.cluster_name for c in clusters.clusters]
+    return ConfigError(
+        source="cdk.json or -c", key="context 'clusters'", value=names,
+        problem=f"gives {len(names)} clusters the one accounting database of slurm_accounting=true: each head node "
+                "would run a slurmdbd of its own on it, and ParallelCluster recommends an external Slurmdbd when "
+                f"clusters share a database ({ACCOUNTING_GUIDE})",
+        fix="keep one cluster with slurm_accounting=true (upgrade it the cold way: docs/day2.md), or set "
+            "slurm_accounting=false")

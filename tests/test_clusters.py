@@ -180,3 +180,13 @@ def test_make_install_builds_the_venv_of_every_version_a_cluster_uses(tmp_path, 
     (tmp_path / "cdk.json").write_text(json.dumps({"context": context}))
     database = subprocess.run(["make", "-C", str(tmp_path), "-pn", "install"], capture_output=True, text=True).stdout
     assert f"USED_PCLUSTER_VERSIONS := {versions}\n" in database
+
+
+def test_two_clusters_never_share_the_accounting_database():
+    """Each head node would run a slurmdbd of its own on it; ParallelCluster's guide recommends an external
+    Slurmdbd when clusters share a database."""
+    from tests.test_cluster_stack import build_error
+
+    message = build_error(slurm_accounting=True, secondary_availability_zone="us-east-1b", clusters=TWO)
+    assert "context 'clusters' = ['hpc-cluster', 'hpc-cluster-2']: gives 2 clusters the one accounting database" \
+           in message and "slurm-accounting-v3.html" in message and "Traceback" not in message

@@ -50,8 +50,14 @@ def test_plan_moves_the_job_bridge_when_the_old_cluster_runs_it():
     ({"parallelcluster_version": "3.15.1"}, "3.16.1", {"new_name": "2nd"}, "2nd is not a valid cluster name"),
 ])
 def test_plan_refuses_with_the_reason(context, version, args, message):
+    """(The cold path, when Slurm accounting's one database cannot take a second cluster: below.)"""
     with pytest.raises(OpsError, match=message):
         plan(clusters(**context), version, **args)
+
+
+def test_with_slurm_accounting_the_plan_is_the_cold_path():
+    with pytest.raises(OpsError, match="a second cluster would run a second slurmdbd on the one accounting database"):
+        plan(clusters(parallelcluster_version="3.15.1"), "3.16.1", accounting=True)
 
 
 def test_write_keeps_cdk_json_as_it_was_but_the_clusters(tmp_path):
