@@ -87,8 +87,8 @@ def _settings(lookup: Callable[[str], Any]) -> tuple[PrereqSettings, Clusters]:
     return results[0], results[1]
 
 
-# ParallelCluster's Slurm accounting guide: "Using an external Slurmdbd is recommended if multiple clusters share the
-# same database"; with SlurmSettings/Database each head node runs a slurmdbd of its own on it.
+# ParallelCluster's Slurm accounting guide advises an external Slurmdbd for clusters that share a database; with
+# SlurmSettings/Database, which this app wires, each head node runs a slurmdbd of its own on it.
 ACCOUNTING_GUIDE = "https://docs.aws.amazon.com/parallelcluster/latest/ug/slurm-accounting-v3.html"
 
 
