@@ -85,3 +85,23 @@ def test_allowlist_is_data_with_its_source():
     assert contract.attachable("arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore", account="1")
     assert contract.attachable("arn:aws:iam::123456789012:policy/parallelcluster-x", account="123456789012")
     assert not contract.attachable("arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly", account="1")
+
+
+def test_two_providers_in_one_account_never_share_a_name():
+    """Several clusters mean several provider stacks (one per version and cluster): every name the provider's
+    templates set is made unique by its own stack's id (cluster_yaml/parallelcluster_provider.yaml)."""
+    import re
+
+    import yaml
+
+    from cluster_yaml.provider import CONTRACT_FILE
+
+    named = yaml.safe_load(CONTRACT_FILE.read_text())["named_resources"]
+
+    def unique_per_stack(name: str, seen: tuple[str, ...] = ()) -> bool:
+        if "${StackIdSuffix}" in name:
+            return True
+        return any(ref in named and ref not in seen and unique_per_stack(named[ref], (*seen, ref))
+                   for ref in re.findall(r"\$\{(\w+)\}", name))
+
+    assert named and [resource for resource, name in named.items() if not unique_per_stack(name)] == []
