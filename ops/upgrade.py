@@ -28,8 +28,8 @@ from settings.context import CDK_JSON, REPO_ROOT
 from settings.cluster import CLUSTER_NAME as VALID_NAME, DEFAULT_STACK, ClusterSettings, Clusters
 
 # On OLD's head node (root, through SSM). Partition names come from the cluster config, but are still read as
-# lines, never split by the shell. State=DRAIN: "no new jobs may be queued on the partition, but jobs already
-# queued may be allocated and run" (Slurm's scontrol), which is a drain that loses no job.
+# lines, never split by the shell. State=DRAIN (scontrol): Slurm queues no new job on the partition but still
+# allocates and runs those already queued, so the drain loses no job.
 DRAIN = ("sinfo -h -o %R | sort -u | while IFS= read -r partition; do "
          "scontrol update PartitionName=\"$partition\" State=DRAIN || exit 1; done")
 PARTITION_STATES = "sinfo -h -o '%R %a' | sort -u"
