@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from lifecycle.templates import exports_in_use, references
+from lifecycle.templates import cluster_stacks, exports_in_use, references
 
 # Deleted first: the cluster stacks depend on PrereqStack (they import its exports), so the CLI destroys them first.
 DESTROY_ORDER = ("ClusterStack", "PrereqStack")
@@ -109,8 +109,7 @@ def simulate(templates: dict[str, dict[str, Any] | None],
 
 def destroy_order(templates: dict[str, Any]) -> tuple[str, ...]:
     """Every cluster stack (ClusterStack first, then by name), then PrereqStack."""
-    clusters = sorted((s for s in templates if s != "PrereqStack"), key=lambda s: (s != "ClusterStack", s))
-    return (*clusters, "PrereqStack")
+    return (*cluster_stacks(templates), "PrereqStack")
 
 
 def refused_stack_deletions(templates: dict[str, dict[str, Any] | None], destroyed: tuple[str, ...]) -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from settings.context import REPO_ROOT
 
@@ -25,7 +25,12 @@ def app_stacks(*sources: str) -> list[str]:
     found: set[str] = set()
     for source in sources:
         found |= set(_stacks_in(source))
-    return [PREREQ_STACK, *sorted((s for s in found if is_cluster_stack(s)), key=lambda s: (s != CLUSTER_STACK, s))]
+    return [PREREQ_STACK, *cluster_stacks(found)]
+
+
+def cluster_stacks(names: Iterable[str]) -> list[str]:
+    """The cluster stacks among ``names``: ClusterStack first, then the others by name."""
+    return sorted((s for s in names if is_cluster_stack(s)), key=lambda s: (s != CLUSTER_STACK, s))
 
 
 def _stacks_in(source: str) -> list[str]:

@@ -77,6 +77,16 @@ def outputs(aws: Session, stack: str) -> dict[str, str]:
     return {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
 
 
+def stack_status(aws: Session, stack: str) -> str | None:
+    """The stack's status; None when it does not exist (any other error is not read as "absent")."""
+    try:
+        return aws.client("cloudformation").describe_stacks(StackName=stack)["Stacks"][0]["StackStatus"]
+    except ClientError as error:
+        if "does not exist" in str(error):
+            return None
+        raise OpsError(f"cannot read {stack}: {error.response['Error']['Message']}") from None
+
+
 def _required(values: dict[str, str], key: str, stack: str) -> str:
     if not values.get(key):
         raise OpsError(f"stack {stack} has no output {key}: is it fully deployed? {_deploy_hint(stack)}")

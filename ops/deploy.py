@@ -25,7 +25,7 @@ from botocore.exceptions import ClientError
 
 from lifecycle.templates import app_stacks, is_cluster_stack
 from lifecycle.update_preview import Preview, to_terminal
-from ops.cluster import OpsError, Session, fleet_status, on_head_node, set_fleet
+from ops.cluster import OpsError, Session, fleet_status, on_head_node, set_fleet, stack_status
 from ops.preflight import Preflight, Target
 from settings.context import REPO_ROOT
 
@@ -125,13 +125,6 @@ def deployed_template(aws: Session, stack: str) -> dict[str, Any] | None:
             return None
         raise OpsError(f"cannot read the deployed {stack}: {error.response['Error']['Message']}") from None
     return body if isinstance(body, dict) else json.loads(body)
-
-
-def stack_status(aws: Session, stack: str) -> str | None:
-    try:
-        return aws.client("cloudformation").describe_stacks(StackName=stack)["Stacks"][0]["StackStatus"]
-    except ClientError:
-        return None
 
 
 class Deployer:

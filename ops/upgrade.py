@@ -20,10 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
-from botocore.exceptions import ClientError
-
 from cluster_yaml.stack_values import JOB_BRIDGE_PREFIX
-from ops.cluster import OpsError, Session, on_head_node, outputs
+from ops.cluster import OpsError, Session, on_head_node, outputs, stack_status
 from settings.context import CDK_JSON, REPO_ROOT
 from settings.cluster import CLUSTER_NAME as VALID_NAME, DEFAULT_STACK, ClusterSettings, Clusters
 
@@ -136,16 +134,8 @@ class Upgrade:
                        f"{', '.join(c.cluster_name for c in self.clusters.clusters)})")
 
     # -- what is deployed --------------------------------------------------------------------------
-    def _status(self, stack: str) -> str | None:
-        try:
-            return self.aws.client("cloudformation").describe_stacks(StackName=stack)["Stacks"][0]["StackStatus"]
-        except ClientError as error:
-            if "does not exist" in str(error):
-                return None
-            raise OpsError(f"cannot read {stack}: {error.response['Error']['Message']}") from None
-
     def _runs_bridge(self, stack: str) -> bool:
-        return self._status(stack) is not None and bool(outputs(self.aws, stack).get(JOB_BRIDGE_PREFIX))
+        return stack_status(self.aws, stack) is not None and bool(outputs(self.aws, stack).get(JOB_BRIDGE_PREFIX))
 
     def _head_node(self, stack: str, commands: list[str]) -> str:
         if self.steps.head_node:
@@ -161,7 +151,7 @@ class Upgrade:
         if not new.job_bridge or old.job_bridge:
             self.say(f"first set, in cdk.json's clusters, \"job_bridge\": true on {new_name} and false on {old_name}")
             return 1
-        if self._status(new.stack_name) is None:
+        if stack_status(self.aws, new.stack_name) is None:
             self.say(f"{new_name} is not deployed: hpc-deploy --cluster {new_name}, then hpc-ops --cluster {new_name} "
                      "verify")
             return 1
@@ -185,7 +175,7 @@ class Upgrade:
         """DRAIN every partition of the old cluster, then wait (up to ``timeout`` seconds) for its queue to empty."""
         old = self.cluster(old_name)
         self._refuse_if_last(old)
-        if self._status(old.stack_name) is None:
+        if stack_status(self.aws, old.stack_name) is None:
             self.say(f"{old_name} is not deployed: nothing to drain")
             return 0
         if self._runs_bridge(old.stack_name):
@@ -207,11 +197,11 @@ class Upgrade:
     def remove(self, old_name: str) -> int:
         old = self.cluster(old_name)
         self._refuse_if_last(old)
-        status = self._status(old.stack_name)
+        status = stack_status(self.aws, old.stack_name)
         while status and status.endswith("_IN_PROGRESS"):
             self.say(f"{old.stack_name} is {status}: waiting")
             self.steps.sleep(self.poll)
-            status = self._status(old.stack_name)
+            status = stack_status(self.aws, old.stack_name)
         if status is not None and status != "DELETE_COMPLETE":
             if self._runs_bridge(old.stack_name):
                 self.say(f"{old_name} still runs the job bridge: hpc-upgrade move-bridge first")

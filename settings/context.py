@@ -111,24 +111,13 @@ class ContextReader:
 
     def json_list(self, key: str, default: list[Any]) -> list[Any]:
         """A list; from ``-c`` it is given as JSON text."""
-        value = self._lookup(key)
-        if value is None:
-            return default
-        if isinstance(value, str):
-            try:
-                value = json.loads(value)
-            except json.JSONDecodeError as exc:
-                self.fail(key, f"is not valid JSON ({exc.msg} at character {exc.pos})",
-                          f"pass a JSON list, e.g. -c '{key}=[]', or edit it in cdk.json")
-                return default
-        if not isinstance(value, list):
-            self.fail(key, "must be a list", f"write it as a JSON list in cdk.json, e.g. \"{key}\": []")
-            return default
-        return value
-
+        return self._json(key, default, list, "a JSON list", "[]", "must be a list")
 
     def json_object(self, key: str, default: dict[str, Any]) -> dict[str, Any]:
         """A JSON object; from ``-c`` it is given as JSON text."""
+        return self._json(key, default, dict, "a JSON object", "{}", "must be a JSON object")
+
+    def _json(self, key: str, default: Any, kind: type, what: str, empty: str, wrong_type: str) -> Any:
         value = self._lookup(key)
         if value is None:
             return default
@@ -137,10 +126,10 @@ class ContextReader:
                 value = json.loads(value)
             except json.JSONDecodeError as exc:
                 self.fail(key, f"is not valid JSON ({exc.msg} at character {exc.pos})",
-                          f"pass a JSON object, e.g. -c '{key}={{}}', or edit it in cdk.json")
+                          f"pass {what}, e.g. -c '{key}={empty}', or edit it in cdk.json")
                 return default
-        if not isinstance(value, dict):
-            self.fail(key, "must be a JSON object", f"write it as an object in cdk.json, e.g. \"{key}\": {{}}")
+        if not isinstance(value, kind):
+            self.fail(key, wrong_type, f"write it as {what} in cdk.json, e.g. \"{key}\": {empty}")
             return default
         return value
 

@@ -98,7 +98,10 @@ def test_the_job_bridge_runs_on_the_one_cluster_that_names_it():
      "cluster 'a': is not a version this app validates offline (supported: 3.15.1, 3.16.1)"),
     ({"clusters": {"ClusterStack-a": {}}}, "cluster 'ClusterStack-a': equals a stack name of this app"),
     ({"clusters": {"a": "3.16.1"}}, "cluster 'a': is not an object"),
-    ({"clusters": ["a"]}, "context 'clusters' = ['a']: must be a JSON object"),
+    ({"clusters": ["a"]}, "context 'clusters' = ['a']: must be a JSON object\n  fix: write it as a JSON object in "
+                          "cdk.json, e.g. \"clusters\": {}"),
+    ({"clusters": "{a"}, "context 'clusters' = '{a': is not valid JSON (Expecting property name enclosed in double "
+                         "quotes at character 1)\n  fix: pass a JSON object, e.g. -c 'clusters={}'"),
 ])
 def test_bad_clusters_are_refused_naming_the_key_and_the_fix(context, expected):
     assert expected in problems(**context)
