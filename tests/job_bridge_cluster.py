@@ -19,6 +19,7 @@ from job_bridge.client import JobStore
 from job_bridge.submitters import Submitter
 from settings.context import REPO_ROOT
 from tests.local_slurm import ensure_user, free_port, running, wait_for
+from tests.warm_aws_cli import warm_aws_cli
 
 SCRIPT = REPO_ROOT / "scripts" / "node_actions" / "job_bridge.sh"
 USERS_SCRIPT = REPO_ROOT / "scripts" / "node_actions" / "job_users.sh"
@@ -63,19 +64,20 @@ def bridge_cluster(s3_endpoint: str, alice: Submitter, bob: Submitter) -> Iterat
     subprocess.run(["bash", str(SCRIPT), "install", BUCKET, PREFIX, f"{alice.spec} {bob.spec}"],
                    env={**os.environ, "ROOT": str(root)}, check=True, capture_output=True)
     conf = root / "etc" / "job-bridge.conf"
-    with conf.open("a") as extra:  # what a test needs beyond a head node: where S3 and Slurm are
-        extra.write(f"HOME_ROOT={home}\nSPOOL={base}/journal\nLOCK={base}/bridge.lock\nFINALIZE_WAIT=60\n"
-                    f"SBATCH=/usr/bin/sbatch\nSQUEUE=/usr/bin/squeue\nSCONTROL=/usr/bin/scontrol\n"
-                    f"export SLURM_CONF={base}/slurm.conf\n"
-                    f"export AWS_ENDPOINT_URL={s3_endpoint} AWS_DEFAULT_REGION=us-east-1 "
-                    f"AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing\n"
-                    f"export PATH={Path(sys.executable).parent}:$PATH\n")
-    # The epilog is set as the cluster config sets it (CustomSlurmSettings: EpilogSlurmctld).
-    with running(base, "bridge", f"JobAcctGatherType=jobacct_gather/none\nMinJobAge=600\nKillWait=2\n"
-                                 f"EpilogSlurmctld={root}/opt/job-bridge/epilog") as slurm:
-        yield {"conf": str(conf), "slurm_conf": str(slurm.conf), "work": str(work / "job-aws"), "uid": str(alice.uid),
-               "journal": str(base / "journal"), "base": str(base), "home": str(home), "alice": alice.name,
-               "aprefix": f"{PREFIX}{alice.name}/"}
+    with warm_aws_cli() as aws_folder:
+        with conf.open("a") as extra:  # what a test needs beyond a head node: where S3, Slurm and the CLI are
+            extra.write(f"HOME_ROOT={home}\nSPOOL={base}/journal\nLOCK={base}/bridge.lock\nFINALIZE_WAIT=60\n"
+                        f"SBATCH=/usr/bin/sbatch\nSQUEUE=/usr/bin/squeue\nSCONTROL=/usr/bin/scontrol\n"
+                        f"export SLURM_CONF={base}/slurm.conf\n"
+                        f"export AWS_ENDPOINT_URL={s3_endpoint} AWS_DEFAULT_REGION=us-east-1 "
+                        f"AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing\n"
+                        f"export PATH={aws_folder}:{Path(sys.executable).parent}:$PATH\n")
+        # The epilog is set as the cluster config sets it (CustomSlurmSettings: EpilogSlurmctld).
+        with running(base, "bridge", f"JobAcctGatherType=jobacct_gather/none\nMinJobAge=600\nKillWait=2\n"
+                                     f"EpilogSlurmctld={root}/opt/job-bridge/epilog") as slurm:
+            yield {"conf": str(conf), "slurm_conf": str(slurm.conf), "work": str(work / "job-aws"),
+                   "uid": str(alice.uid), "journal": str(base / "journal"), "base": str(base), "home": str(home),
+                   "alice": alice.name, "aprefix": f"{PREFIX}{alice.name}/", "aws": str(aws_folder / "aws")}
 
 
 def job_store(s3_endpoint: str, prefix: str) -> JobStore:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -57,7 +56,7 @@ def test_a_new_upload_of_a_finished_folder_is_a_new_submission_even_after_a_cras
 def test_a_failed_download_is_not_submitted(cluster, store, tmp_path: Path):
     failing = tmp_path / "aws"  # the CLI fails to download (disk full), and works otherwise
     failing.write_text(f'#!/bin/bash\nif [[ "$1 $2" == "s3 sync" && "$3" == s3://* ]]; then\n'
-                       f'  echo "[Errno 28] No space left on device" >&2; exit 1\nfi\nexec {shutil.which("aws")} "$@"\n')
+                       f'  echo "[Errno 28] No space left on device" >&2; exit 1\nfi\nexec {cluster["aws"]} "$@"\n')
     failing.chmod(0o755)
     submit(store, tmp_path, "job0014", "echo hi\n")
     subprocess.run(["bash", str(SCRIPT), "submit", "--key", f"{CPREFIX}job0014/job-aws-stat.txt"],
@@ -83,7 +82,7 @@ def test_the_sweep_reads_no_folder_it_has_seen(cluster, store, tmp_path: Path):
     """Finished folders cost the sweep nothing: one listing, no object read per folder."""
     counting = tmp_path / "aws"
     calls = tmp_path / "calls"
-    counting.write_text(f'#!/bin/bash\necho "$1 $2" >> {calls}\nexec {shutil.which("aws")} "$@"\n')
+    counting.write_text(f'#!/bin/bash\necho "$1 $2" >> {calls}\nexec {cluster["aws"]} "$@"\n')
     counting.chmod(0o755)
     env = {**os.environ, "JOB_BRIDGE_CONF": conf_with(cluster, tmp_path, AWS=str(counting))}
     assert subprocess.run(["bash", str(SCRIPT), "sweep"], env=env, capture_output=True, timeout=120).returncode == 0
@@ -155,7 +154,7 @@ def test_an_unreachable_controller_never_submits_an_upload_twice(cluster, store,
 
 def test_a_failed_put_of_the_job_id_is_retried_by_the_sweep(cluster, store, tmp_path: Path):
     marker = Path(cluster["base"]) / f"put-failed-{time.monotonic_ns()}"
-    aws = Path(sys.executable).parent / "aws"
+    aws = cluster["aws"]  # the CLI the bridge runs
     flaky = user_program(cluster, "aws-flaky", "#!/bin/bash\nfor arg in \"$@\"; do\n"
                          f"  if [[ \"$arg\" == s3://*/job-aws-jobid.txt && ! -e {marker} ]]; then touch {marker}; exit 1; fi\n"
                          f"done\nexec {aws} \"$@\"\n")
@@ -252,7 +251,7 @@ def test_an_event_never_waits_for_a_sweep_busy_with_a_backlog(cluster, store, da
     submitter's event until the sweep was through (41-47 s for 24 folders). Now an event locks only its folder."""
     assert sweep(cluster).returncode == 0  # nothing else pending
     started = Path(cluster["base"]) / f"sweep-started-{time.monotonic_ns()}"
-    aws = Path(sys.executable).parent / "aws"
+    aws = cluster["aws"]  # the CLI the bridge runs
     slow = user_program(cluster, "aws-slow", "#!/bin/bash\n"
                         "if [[ \"$1 $2\" == 's3 sync' && \"$3\" == s3://* ]]; then touch " + str(started) + "; sleep 3; fi\n"
                         f"exec {aws} \"$@\"\n")

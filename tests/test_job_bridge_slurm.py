@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -217,7 +216,7 @@ def test_root_uploads_results_only_from_a_folder_the_job_user_cannot_change(clus
     file mid-upload (a root-only file reached S3). Now the job user streams its files to root, which uploads from
     a folder only root can reach: the upload's source is root's, mode 0700, with regular files only."""
     record = Path(cluster["base"]) / f"sync-sources-{time.monotonic_ns()}"
-    aws = Path(sys.executable).parent / "aws"
+    aws = cluster["aws"]  # the CLI the bridge runs
     watcher = user_program(cluster, "aws-watch", "#!/bin/bash\n"
                            "if [[ \"$1 $2\" == 's3 sync' && \"$3\" != s3://* ]]; then\n"
                            f"  stat -c '%u %a' \"$3\" >> {record}; find \"$3\" -mindepth 1 ! -type f ! -type d >> {record}\n"
@@ -305,7 +304,7 @@ def test_staged_inputs_are_readable_by_the_submitters_user_only(cluster, store, 
     """Before: the staging folder was 0755 with 0644 files, so any local user could read a job's inputs while it was
     handed over. Now it is root's, group of the submitter's user, 0750."""
     record = Path(cluster["base"]) / f"staging-modes-{time.monotonic_ns()}"
-    aws = Path(sys.executable).parent / "aws"
+    aws = cluster["aws"]  # the CLI the bridge runs
     watcher = user_program(cluster, "aws-stage", "#!/bin/bash\n"
                            "if [[ \"$1 $2\" == 's3 sync' && \"$3\" == s3://* ]]; then\n"
                            f"  stat -c '%a %U %G' \"$4\" >> {record}\nfi\nexec {aws} \"$@\"\n")

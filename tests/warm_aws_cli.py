@@ -1,0 +1,203 @@
+"""The AWS CLI for the job bridge's tests, started once instead of once per call.
+
+The bridge script runs `aws` for every S3 call, and a fresh `aws` spends about 0.7 s of CPU importing and setting
+itself up before it sends a request: in the job-bridge test files that was most of their CPU. Here one server
+process imports the CLI once; every `aws` the bridge runs is a small client that hands its argv, environment,
+working directory, umask and its stdin/stdout/stderr to the server, which forks a child that runs the CLI's own
+`main()` on them (the installed awscli's code, as `.venv/bin/aws` runs it) and returns its exit status.
+
+Faithful where the bridge's tests depend on it (tests/test_warm_aws_cli.py compares it with the real `aws`):
+output, exit status, stdin, relative paths and umask. A killed client (SIGKILL of the bridge's process group)
+kills its child as soon as the connection closes, so a fault test's kill still stops the upload. Only the user
+that started the server may use it (its socket is in a 0700 folder, and the peer's uid is checked).
+`JOB_BRIDGE_TESTS_REAL_AWS=1` runs the tests with the real `aws` instead."""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+REAL_AWS = Path(sys.executable).parent / "aws"
+
+# What decides, as a Python program starts or awscli is imported, how the CLI behaves: where its code and data come
+# from (awscli/__init__.py extends AWS_DATA_PATH) and its text encodings. The client computes it as Python started it
+# from the caller's environment, and goes to the server started with the same value; without one, it runs the real
+# CLI.
+def startup() -> dict:
+    import locale
+    import os
+    import sys
+    return {"paths": [os.environ.get(k) for k in ("PYTHONPATH", "PYTHONHOME", "AWS_DATA_PATH")],
+            "encodings": [sys.getfilesystemencoding(), locale.getpreferredencoding(False), sys.flags.utf8_mode]}
+
+# The client: stdlib only, run with -S (no site) so that it starts in milliseconds. SOCKETS (by startup value) and
+# REAL_AWS are filled in.
+CLIENT = inspect.getsource(startup) + r'''
+import array, json, os, socket, struct, sys
+SOCKET = SOCKETS.get(json.dumps(startup(), sort_keys=True))
+if SOCKET is None or None in (sys.stdin, sys.stdout, sys.stderr):  # a closed stream too
+    os.execv(REAL_AWS, [REAL_AWS, *sys.argv[1:]])
+stdio = [[s.encoding, s.errors, s.line_buffering, s.write_through] for s in (sys.stdin, sys.stdout, sys.stderr)]
+mask = os.umask(0)
+os.umask(mask)
+body = json.dumps({"argv": sys.argv[1:], "env": dict(os.environ), "cwd": os.getcwd(), "umask": mask,
+                   "stdio": stdio}).encode()
+data = struct.pack("!I", len(body)) + body
+conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+conn.connect(SOCKET)
+sent = conn.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [0, 1, 2]))])
+conn.sendall(data[sent:])
+status = b""
+while len(status) < 4:
+    chunk = conn.recv(4 - len(status))
+    if not chunk:  # the child died without a status: as a shell reports a SIGKILLed command
+        os._exit(128 + 9)
+    status += chunk
+os._exit(struct.unpack("!i", status)[0])
+'''
+
+
+def _receive(conn: socket.socket) -> tuple[dict, list[int]]:
+    data, fds, _flags, _addr = socket.recv_fds(conn, 1 << 20, 3)
+    if len(data) < 4:
+        data += _exactly(conn, 4 - len(data))
+    (size,) = struct.unpack("!I", data[:4])
+    body = data[4:]
+    body += _exactly(conn, size - len(body))
+    return json.loads(body), fds
+
+
+def _exactly(conn: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = conn.recv(size - len(data))
+        if not chunk:
+            raise EOFError("the client went away")
+        data += chunk
+    return data
+
+
+def _stream(fd: int, mode: str, encoding: str, errors: str, line_buffering: bool, write_through: bool):
+    """A standard stream as Python made the client's (PYTHONUNBUFFERED: no buffer below the text layer)."""
+    import io
+
+    raw = io.FileIO(fd, mode, closefd=False)
+    binary = raw if write_through else io.BufferedReader(raw) if mode == "r" else io.BufferedWriter(raw)
+    return io.TextIOWrapper(binary, encoding=encoding, errors=errors, line_buffering=line_buffering,
+                            write_through=write_through)
+
+
+def _run_one(conn: socket.socket, clidriver, data_path: str) -> None:
+    """In the forked child: become the client's `aws` process, run the CLI, report its exit status. Never returns."""
+    import threading
+
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    _pid, peer_uid, _gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+    if peer_uid != os.getuid():
+        os._exit(1)
+    request, fds = _receive(conn)
+    for target, fd in zip((0, 1, 2), fds):
+        os.dup2(fd, target)
+        os.close(fd)
+
+    def die_with_client() -> None:
+        conn.recv(1)  # returns only when the client closes: killed, as a real `aws` in its process group would be
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=die_with_client, daemon=True).start()
+    os.chdir(request["cwd"])
+    os.umask(request["umask"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    os.environ["AWS_DATA_PATH"] = data_path  # what importing awscli set in the server, from the same startup values
+    if os.environ.get("LC_CTYPE", "") == "UTF-8":  # as the aws script does
+        os.environ["LC_CTYPE"] = "en_US.UTF-8"
+    sys.argv = ["aws", *request["argv"]]
+    sys.stdin, sys.stdout, sys.stderr = (_stream(fd, mode, *settings)
+                                         for fd, mode, settings in zip((0, 1, 2), "rww", request["stdio"]))
+    try:
+        status = clidriver.main()
+    except SystemExit as exit_:
+        status = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    except BaseException:  # as Python reports an uncaught exception
+        import traceback
+        traceback.print_exc()
+        status = 1
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    with contextlib.suppress(OSError):
+        conn.sendall(struct.pack("!i", status or 0))
+    os._exit(0)
+
+
+def serve(path: str) -> None:
+    before = startup()
+    import awscli.clidriver
+
+    data_path = os.environ["AWS_DATA_PATH"]
+    awscli.clidriver.create_clidriver()  # imports what the CLI imports lazily; its session is thrown away
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(128)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the children
+    print(json.dumps(before), flush=True)
+    while True:
+        conn, _ = listener.accept()
+        if os.fork() == 0:
+            listener.close()
+            try:
+                _run_one(conn, awscli.clidriver, data_path)
+            finally:
+                os._exit(1)
+        conn.close()
+
+
+# The environments the bridge's `aws` runs in: the test's (the submitter and sweep, as SSM Run Command starts them) and
+# a daemon's, without a locale or PYTHON variables (the epilog, which slurmctld starts; Python then runs in UTF-8 mode).
+def _environments() -> list[dict[str, str]]:
+    daemon = {k: v for k, v in os.environ.items() if not k.startswith(("LANG", "LC_", "PYTHON"))}
+    return [dict(os.environ), daemon]
+
+
+@contextlib.contextmanager
+def warm_aws_cli() -> Iterator[Path]:
+    """A folder whose `aws` is the warm CLI (put it first on PATH), or the real CLI's folder when
+    JOB_BRIDGE_TESTS_REAL_AWS=1."""
+    if os.environ.get("JOB_BRIDGE_TESTS_REAL_AWS") == "1":
+        yield REAL_AWS.parent
+        return
+    folder = Path(tempfile.mkdtemp(prefix="warm-aws-"))  # 0700: only this user reaches the sockets
+    servers: list[subprocess.Popen] = []
+    try:
+        sockets = {}  # one server per startup value
+        for number, environ in enumerate(_environments()):
+            sock = folder / f"cli-{number}.sock"
+            servers.append(subprocess.Popen([sys.executable, __file__, str(sock)], env=environ,
+                                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, start_new_session=True))
+            ready = servers[-1].stdout.readline()  # type: ignore[union-attr]
+            assert ready, "the warm AWS CLI did not start"
+            sockets.setdefault(json.dumps(json.loads(ready), sort_keys=True), str(sock))
+        client = folder / "bin" / "aws"
+        client.parent.mkdir()
+        client.write_text(f"#!{sys.executable} -S\nSOCKETS = {sockets!r}\nREAL_AWS = {str(REAL_AWS)!r}\n{CLIENT}")
+        client.chmod(0o755)
+        yield client.parent
+    finally:
+        for server in servers:
+            os.killpg(server.pid, signal.SIGKILL)  # the server and any child still running
+            server.wait()
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1])
