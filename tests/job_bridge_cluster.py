@@ -130,6 +130,20 @@ def jobs_named(cluster: dict[str, str], name: str, who: str | None = None) -> li
                  "%i").split()
 
 
+def finalizer_running(job_id: str) -> bool:
+    """Whether the bridge's finalizer of this Slurm job (`job_bridge.sh finalize ID`, started by the epilog) still
+    runs: it logs before it writes the folder's state and lets go of the job's lock."""
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:  # the process ended
+            continue
+        if str(SCRIPT).encode() in args and args[args.index(str(SCRIPT).encode()) + 1:][:2] == [b"finalize",
+                                                                                               job_id.encode()]:
+            return True
+    return False
+
+
 def s3_text(store: JobStore, name: str, file: str) -> str | None:
     return store.read(name, file)
 

@@ -20,7 +20,7 @@ import pytest
 
 from job_bridge.submitters import submitter
 from tests.job_bridge_cluster import (BUCKET, OTHER_USER, PREFIX, SCRIPT, USERS_SCRIPT, bridge, bridge_fixtures,
-                                      conf_with, final_state, job_folder, jobs_named,
+                                      conf_with, final_state, finalizer_running, job_folder, jobs_named,
                                       s3_text, slurm, submit, sweep, trigger, user_program)
 from tests.local_slurm import needs, wait_for
 
@@ -332,6 +332,7 @@ def test_a_rerun_uploaded_while_the_previous_run_ends_runs_after_it(cluster, sto
     finalize_log = Path(cluster["journal"]) / "finalize.log"
     wait_for(lambda: finalize_log.exists() and f"job {first} ended (COMPLETED) after a new upload" in finalize_log.read_text(),
              timeout=60)
+    wait_for(lambda: not finalizer_running(first), timeout=60)  # a sweep meanwhile would leave the locked folder
     assert store.status("job-rerun")["state"] == "FILE_UPLOAD"  # the request is still there
     assert sweep(cluster).returncode == 0
     assert final_state(store, "job-rerun") == "JOB_COMPLETE"
