@@ -7,7 +7,7 @@ working directory, umask and its stdin/stdout/stderr to the server, which forks 
 `main()` on them (the installed awscli's code, as `.venv/bin/aws` runs it) and returns its exit status.
 
 Faithful where the bridge's tests depend on it (tests/test_warm_aws_cli.py compares it with the real `aws`):
-output, exit status, stdin, relative paths and umask. A killed client (SIGKILL of the bridge's process group)
+output, exit status, pipes, relative paths, umask, and callers whose Python would start differently. A killed client (SIGKILL of the bridge's process group)
 kills its child as soon as the connection closes, so a fault test's kill still stops the upload. Only the user
 that started the server may use it (its socket is in a 0700 folder, and the peer's uid is checked).
 `JOB_BRIDGE_TESTS_REAL_AWS=1` runs the tests with the real `aws` instead."""
@@ -29,6 +29,7 @@ from typing import Iterator
 
 REAL_AWS = Path(sys.executable).parent / "aws"
 
+
 # What decides, as a Python program starts or awscli is imported, how the CLI behaves: where its code and data come
 # from (awscli/__init__.py extends AWS_DATA_PATH) and its text encodings. The client computes it as Python started it
 # from the caller's environment, and goes to the server started with the same value; without one, it runs the real
@@ -39,6 +40,7 @@ def startup() -> dict:
     import sys
     return {"paths": [os.environ.get(k) for k in ("PYTHONPATH", "PYTHONHOME", "AWS_DATA_PATH")],
             "encodings": [sys.getfilesystemencoding(), locale.getpreferredencoding(False), sys.flags.utf8_mode]}
+
 
 # The client: stdlib only, run with -S (no site) so that it starts in milliseconds. SOCKETS (by startup value) and
 # REAL_AWS are filled in.
@@ -111,7 +113,8 @@ def _run_one(conn: socket.socket, clidriver, data_path: str) -> None:
         os.close(fd)
 
     def die_with_client() -> None:
-        conn.recv(1)  # returns only when the client closes: killed, as a real `aws` in its process group would be
+        with contextlib.suppress(OSError):
+            conn.recv(1)  # returns only when the client closes: killed, as a real `aws` in its process group would be
         os.kill(os.getpid(), signal.SIGKILL)
 
     threading.Thread(target=die_with_client, daemon=True).start()
@@ -127,8 +130,10 @@ def _run_one(conn: socket.socket, clidriver, data_path: str) -> None:
                                          for fd, mode, settings in zip((0, 1, 2), "rww", request["stdio"]))
     try:
         status = clidriver.main()
-    except SystemExit as exit_:
-        status = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    except SystemExit as exit_:  # as Python ends a program: an int is the status, anything else is printed
+        status = exit_.code if isinstance(exit_.code, int) else 0 if exit_.code is None else 1
+        if not isinstance(exit_.code, (int, type(None))):
+            print(exit_.code, file=sys.stderr)
     except BaseException:  # as Python reports an uncaught exception
         import traceback
         traceback.print_exc()
@@ -200,4 +205,5 @@ def warm_aws_cli() -> Iterator[Path]:
 
 
 if __name__ == "__main__":
+    sys.path[0] = str(REAL_AWS.parent)  # the real `aws` script's folder, not tests/
     serve(sys.argv[1])
