@@ -87,8 +87,20 @@ def installed_command(name: str) -> str:
 
 @lru_cache(maxsize=None)
 def _synth(frozen: tuple[tuple[str, str], ...]) -> Synthesized:
+    """Under `make test` each worker builds the variants its files use, and several often start on the same one at
+    once (the defaults, first of all). One at a time per variant: the others wait, and find ParallelCluster's answers
+    in the validation cache instead of computing them again."""
+    import fcntl
+    import hashlib
     import json
-    return Synthesized({k: json.loads(v) for k, v in frozen})
+
+    from cluster_yaml.sidecar import CACHE_DIR
+
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    lock = CACHE_DIR / f"synth-{hashlib.sha256(repr(frozen).encode()).hexdigest()[:16]}.lock"
+    with lock.open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        return Synthesized({k: json.loads(v) for k, v in frozen})
 
 
 def synth(**overrides: Any) -> Synthesized:
