@@ -45,12 +45,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         try:
             clusters = read(Clusters)
-            read(PrereqSettings)
+            prereq = read(PrereqSettings)
         except (ConfigError, ConfigErrors) as error:
             raise OpsError(f"cdk.json does not read: {str(error).splitlines()[0]}") from None
         if args.step == "plan":
             entries, commands = plan(clusters, args.to_version, args.old, args.name,
-                                     accounting=read(PrereqSettings).slurm_accounting)
+                                     accounting=prereq.slurm_accounting)
             if args.write:
                 write_clusters(entries)
                 read(Clusters)  # what was written reads back (a version without a lock says so here)

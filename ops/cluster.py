@@ -94,7 +94,7 @@ def _required(values: dict[str, str], key: str, stack: str) -> str:
 
 
 def _deploy_hint(stack: str) -> str:
-    return DEPLOY_HINT.format(stack="ClusterStack" if stack == "PrereqStack" else stack)
+    return DEPLOY_HINT.format(stack=CLUSTER_STACK if stack == "PrereqStack" else stack)
 
 
 def cluster_stack(cluster: str | None) -> str:

@@ -27,6 +27,12 @@ BUCKET, PREFIX = "data-bucket", "jobs/"
 OTHER_USER = "jbridgeother"  # a local user who is no submitter
 
 
+def s3_client(endpoint: str) -> Any:
+    """A client of the moto S3 server at ``endpoint``."""
+    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                        aws_secret_access_key="testing")
+
+
 def s3_server() -> Iterator[str]:
     """S3 served by moto on loopback, with the data bucket (versioned, as PrereqStack makes it)."""
     from moto.server import ThreadedMotoServer
@@ -35,8 +41,7 @@ def s3_server() -> Iterator[str]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
     server.start()
     endpoint = f"http://localhost:{port}"
-    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
-                      aws_secret_access_key="testing")
+    s3 = s3_client(endpoint)
     s3.create_bucket(Bucket=BUCKET)
     s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
     yield endpoint
@@ -81,9 +86,7 @@ def bridge_cluster(s3_endpoint: str, alice: Submitter, bob: Submitter) -> Iterat
 
 
 def job_store(s3_endpoint: str, prefix: str) -> JobStore:
-    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1", aws_access_key_id="testing",
-                      aws_secret_access_key="testing")
-    return JobStore(s3, BUCKET, prefix)
+    return JobStore(s3_client(s3_endpoint), BUCKET, prefix)
 
 
 def bridge(cluster: dict[str, str], *args: str, **env: str) -> subprocess.CompletedProcess[str]:

@@ -12,10 +12,9 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-import boto3
 import pytest
 
-from tests.job_bridge_cluster import BUCKET, s3_server
+from tests.job_bridge_cluster import BUCKET, s3_client, s3_server
 from tests.warm_aws_cli import REAL_AWS, warm_aws_cli
 
 
@@ -34,11 +33,6 @@ def warm() -> Iterator[str]:
 def env(endpoint: str) -> dict[str, str]:
     return {**os.environ, "AWS_ENDPOINT_URL": endpoint, "AWS_DEFAULT_REGION": "us-east-1",
             "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
-
-
-def s3(endpoint: str):
-    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
-                        aws_secret_access_key="testing")
 
 
 def run(cli: str, command: str, env: dict[str, str], cwd: Path | str = "/", stdin: str = "") -> tuple[int, str, str]:
@@ -75,7 +69,7 @@ CHANGES = ["daemon", "C locale", "data path", "unbuffered"]
 @pytest.mark.parametrize("change", CHANGES)
 def test_another_callers_environment_gets_the_real_clis_output(warm: str, env: dict[str, str], endpoint: str,
                                                                change: str, tmp_path: Path):
-    s3(endpoint).put_object(Bucket=BUCKET, Key="names/caf\u00e9 \u00fcber.txt", Body=b"x")
+    s3_client(endpoint).put_object(Bucket=BUCKET, Key="names/caf\u00e9 \u00fcber.txt", Body=b"x")
     command = f"AWS s3api list-objects-v2 --bucket {BUCKET} --prefix names/ --query 'Contents[].Key' --output text"
     caller = variant(env, change, tmp_path)
     assert run(warm, command, caller) == run(str(REAL_AWS), command, caller)
@@ -99,7 +93,7 @@ def test_the_server_serves_the_callers_it_was_started_for(warm: str, env: dict[s
 
 
 def test_relative_paths_and_the_umask_are_the_callers(warm: str, env: dict[str, str], endpoint: str, tmp_path: Path):
-    s3(endpoint).put_object(Bucket=BUCKET, Key="tree/a.txt", Body=b"a")
+    s3_client(endpoint).put_object(Bucket=BUCKET, Key="tree/a.txt", Body=b"a")
     modes = {}
     for label, cli in (("real", str(REAL_AWS)), ("warm", warm)):
         for mask in ("077", "022"):
@@ -128,7 +122,7 @@ def test_a_killed_cli_uploads_nothing(warm: str, env: dict[str, str], endpoint: 
     assert upload.wait(timeout=10) == -signal.SIGKILL
     upload.stdin.close()  # a CLI still alive would now upload what it read
     time.sleep(2)
-    assert s3(endpoint).list_objects_v2(Bucket=BUCKET, Prefix=key).get("KeyCount") == 0
+    assert s3_client(endpoint).list_objects_v2(Bucket=BUCKET, Prefix=key).get("KeyCount") == 0
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("runuser"), reason="needs root to run as another user")
@@ -143,4 +137,4 @@ def test_another_user_cannot_run_the_servers_cli(warm: str, env: dict[str, str],
                           input=b"x", env=env, capture_output=True, timeout=60)
     assert done.returncode != 0
     assert b"Permission denied" in done.stderr
-    assert s3(endpoint).list_objects_v2(Bucket=BUCKET, Prefix="by-nobody").get("KeyCount") == 0
+    assert s3_client(endpoint).list_objects_v2(Bucket=BUCKET, Prefix="by-nobody").get("KeyCount") == 0
