@@ -3,6 +3,7 @@ relies on it: output, exit status, stdin, relative paths, umask, and a kill that
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -138,3 +139,54 @@ def test_another_user_cannot_run_the_servers_cli(warm: str, env: dict[str, str],
     assert done.returncode != 0
     assert b"Permission denied" in done.stderr
     assert s3_client(endpoint).list_objects_v2(Bucket=BUCKET, Prefix="by-nobody").get("KeyCount") == 0
+
+
+# Run in a process of its own: _ParsedData replaces botocore's loader methods, as it does in the server.
+HANDED_OUT_ONCE = r'''
+import json, os, sys
+from botocore import loaders
+from warm_aws_cli import _ParsedData
+
+root = sys.argv[1]
+data = _ParsedData(os.path.join(root, "log"))
+model = os.path.join(root, "models", "svc", "2020-01-01", "service-2")
+loader = loaders.Loader(extra_search_paths=[os.path.join(root, "models")], include_default_search_paths=False)
+loaders.JSONFileLoader().load_file(model), loader.list_available_services("service-2")  # what a first child reads
+data.refill()
+preloaded = data.files[model]
+
+
+def child() -> dict:
+    read, write = os.pipe()
+    if os.fork() == 0:
+        first = loaders.JSONFileLoader().load_file(model)
+        first["changed"] = True  # a caller changing what it got
+        services = loader.list_available_services("service-2")
+        services.append("changed")
+        report = {"first_preloaded": first is preloaded, "again": loaders.JSONFileLoader().load_file(model),
+                  "services": loader.list_available_services("service-2")}
+        os.write(write, json.dumps(report).encode())
+        os._exit(0)
+    os.close(write)
+    os.wait()
+    return json.loads(os.read(read, 1 << 16))
+
+
+print(json.dumps([child(), child(), [json.loads(line)[0] for line in open(os.path.join(root, "log"))]]))
+'''
+
+
+def test_the_servers_parsed_files_are_each_childs_own(tmp_path: Path):
+    """The server reads botocore's JSON files and folder lists once, before it forks: every child gets them as a fresh
+    `aws` would, its own copy, and a later load in the same child reads the file again."""
+    model = tmp_path / "models" / "svc" / "2020-01-01" / "service-2.json"
+    model.parent.mkdir(parents=True)
+    model.write_text('{"version": "2.0"}')
+    done = subprocess.run([str(REAL_AWS.parent / "python"), "-c", HANDED_OUT_ONCE, str(tmp_path)], capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(Path(__file__).parent)})
+    assert done.returncode == 0, done.stderr
+    first, second, learned = json.loads(done.stdout)
+    for report in (first, second):  # the second child sees nothing the first one changed
+        assert report == {"first_preloaded": True, "again": {"version": "2.0"}, "services": ["svc"]}
+    # Logged for the server: the first reads, then each child's second read of the file (the list stayed served).
+    assert learned == ["file", "services", "file", "file"]

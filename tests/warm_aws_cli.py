@@ -4,7 +4,8 @@ The bridge script runs `aws` for every S3 call, and a fresh `aws` spends about 0
 itself up before it sends a request: in the job-bridge test files that was most of their CPU. Here one server
 process imports the CLI once; every `aws` the bridge runs is a small client that hands its argv, environment,
 working directory, umask and its stdin/stdout/stderr to the server, which forks a child that runs the CLI's own
-`main()` on them (the installed awscli's code, as `.venv/bin/aws` runs it) and returns its exit status.
+`main()` on them (the installed awscli's code, as `.venv/bin/aws` runs it) and returns its exit status. botocore's
+JSON files and list of services are read in the server too, before the fork (_ParsedData).
 
 Faithful where the bridge's tests depend on it (tests/test_warm_aws_cli.py compares it with the real `aws`):
 output, exit status, pipes, relative paths, umask, and callers whose Python would start differently. A killed client (SIGKILL of the bridge's process group)
@@ -146,11 +147,67 @@ def _run_one(conn: socket.socket, clidriver, data_path: str) -> None:
     os._exit(0)
 
 
+class _ParsedData:
+    """botocore's data (service models, endpoints, the CLI's own JSON, the list of services), read in the server
+    before the fork instead of in every child: after the CLI itself, most of a child's CPU went to parsing the same
+    JSON files and listing the same 400 folders. A child logs what it had to read (a file in the server's folder);
+    the server reads those before the next fork. Each parsed file is handed out once per process and a later load of
+    it parses it afresh, so a caller that changes what it got changes its own copy, as with a fresh `aws`."""
+
+    def __init__(self, log: str) -> None:
+        from botocore import loaders
+
+        self.log, self.log_read = log, 0
+        self.files: dict[str, object] = {}
+        self.services: dict[tuple, list[str]] = {}
+        self.parse, self.list_services = loaders.JSONFileLoader.load_file, loaders.Loader.list_available_services
+        self.new_loader, self.file_loader = loaders.Loader, loaders.JSONFileLoader()
+        data = self
+
+        def load_file(loader, file_path):
+            if file_path in data.files:
+                return data.files.pop(file_path)
+            data._learn(["file", file_path])
+            return data.parse(loader, file_path)
+
+        def list_available_services(loader, type_name):
+            key = (tuple(loader.search_paths), type_name)
+            if key not in data.services:
+                data._learn(["services", *key])
+                return data.list_services(loader, type_name)
+            return list(data.services[key])
+
+        loaders.JSONFileLoader.load_file = load_file
+        loaders.Loader.list_available_services = list_available_services
+
+    def _learn(self, entry: list) -> None:
+        fd = os.open(self.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, (json.dumps(entry) + "\n").encode())  # one short append: whole even beside other children
+        finally:
+            os.close(fd)
+
+    def refill(self) -> None:
+        """In the server, before a fork: read what the children have needed so far."""
+        lines = b""
+        with contextlib.suppress(FileNotFoundError), open(self.log, "rb") as log:
+            log.seek(self.log_read)
+            lines = log.read().rpartition(b"\n")[0]
+            self.log_read += len(lines) + bool(lines)
+        for kind, *args in (json.loads(line) for line in lines.splitlines()):
+            if kind == "file" and args[0] not in self.files:
+                self.files[args[0]] = self.parse(self.file_loader, args[0])
+            elif kind == "services" and (tuple(args[0]), args[1]) not in self.services:
+                loader = self.new_loader(extra_search_paths=args[0], include_default_search_paths=False)
+                self.services[(tuple(args[0]), args[1])] = self.list_services(loader, args[1])
+
+
 def serve(path: str) -> None:
     before = startup()
     import awscli.clidriver
 
     data_path = os.environ["AWS_DATA_PATH"]
+    parsed = _ParsedData(f"{path}.read")
     awscli.clidriver.create_clidriver()  # imports what the CLI imports lazily; its session is thrown away
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
@@ -159,6 +216,7 @@ def serve(path: str) -> None:
     print(json.dumps(before), flush=True)
     while True:
         conn, _ = listener.accept()
+        parsed.refill()
         if os.fork() == 0:
             listener.close()
             try:
