@@ -5,12 +5,13 @@ provider's IAM may attach."""
 from __future__ import annotations
 
 import json
+from typing import Iterator
 
 import pytest
 
 from cluster_yaml.provider import CONTRACT_FILE, additional_iam_policies, load_contract
 from cluster_yaml.simulation import SIMULATED_ACCOUNT, Templates
-from cluster_yaml.sidecar import ask_once
+from cluster_yaml.sidecar import PclusterProcess
 from tests.conftest import Synthesized, synth
 from tests.test_compliance import VARIANTS
 
@@ -30,25 +31,33 @@ def delivered_properties(app: Synthesized) -> dict:
     return resolver.props("ClusterStack", logical)
 
 
-def handler_check(properties: dict, operation: str) -> dict:
+@pytest.fixture(scope="module")
+def worker() -> Iterator[PclusterProcess]:
+    """One ParallelCluster worker for the module's checks (each one replaces pcluster.lib's dispatch and puts it back:
+    nothing of one check is left for the next); a worker started per check cost about 1 s of CPU each."""
+    with PclusterProcess(REGION) as process:
+        yield process
+
+
+def handler_check(worker: PclusterProcess, properties: dict, operation: str) -> dict:
     contract = load_contract()
-    return ask_once({"provider_call": {"operation": contract.operations[operation], "properties": properties,
-                                       "dropped": list(contract.dropped_properties),
-                                       "added": contract.added_arguments}}, REGION, use_cache=False)
+    return worker.ask({"provider_call": {"operation": contract.operations[operation], "properties": properties,
+                                         "dropped": list(contract.dropped_properties),
+                                         "added": contract.added_arguments}})
 
 
 @pytest.mark.parametrize("operation", ["Create", "Update"])
-def test_properties_pass_pcluster_lib_argument_check(variant: Synthesized, operation: str):
-    answer = handler_check(delivered_properties(variant), operation)
+def test_properties_pass_pcluster_lib_argument_check(worker: PclusterProcess, variant: Synthesized, operation: str):
+    answer = handler_check(worker, delivered_properties(variant), operation)
     assert answer["error"] is None
     assert answer["arguments"] == ["cluster_configuration", "cluster_name", "wait"]
     assert {"cluster_configuration", "cluster_name"} <= set(answer["dispatched"])
 
 
-def test_a_property_the_handler_passes_on_breaks_the_deploy(default_app: Synthesized):
+def test_a_property_the_handler_passes_on_breaks_the_deploy(worker: PclusterProcess, default_app: Synthesized):
     """What CDK's service_timeout did: the same check fails, so the tests above can fail."""
     properties = {**delivered_properties(default_app), "ServiceTimeout": "3600"}
-    assert "unexpected arguments: {'service_timeout'}" in handler_check(properties, "Create")["error"]
+    assert "unexpected arguments: {'service_timeout'}" in handler_check(worker, properties, "Create")["error"]
 
 
 def test_every_node_policy_can_be_attached_by_the_provider(variant: Synthesized):
