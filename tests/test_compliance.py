@@ -3,7 +3,9 @@ synthesized variant."""
 
 from __future__ import annotations
 
+import csv
 import json
+from pathlib import Path
 
 import pytest
 from aws_cdk.assertions import Annotations, Match
@@ -39,6 +41,17 @@ def nag_findings(app: Synthesized, level: str) -> list[str]:
             "*", Match.string_like_regexp("(AwsSolutions|NIST.800.53.R5)-.*"))
         findings += [f"{name}{m.id}: {m.entry.data}" for m in found]
     return findings
+
+
+def test_both_nag_packs_judged_every_stack(variant: Synthesized):
+    """The findings below are those of packs that ran (no findings at all would also pass them): each pack wrote
+    its report of every stack, with rules it found met."""
+    for name in variant.stacks:
+        for pack in ("AwsSolutions", "NIST.800.53.R5"):
+            report = Path(variant.assembly.directory) / f"{pack}--{name}-NagReport.csv"
+            assert report.exists(), f"cdk-nag's {pack} pack did not run on {name}"
+            with report.open() as rows:
+                assert "Compliant" in {row["Compliance"] for row in csv.DictReader(rows)}, report.name
 
 
 def test_cdk_nag_has_no_unsuppressed_errors(variant: Synthesized):
