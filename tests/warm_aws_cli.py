@@ -5,7 +5,8 @@ itself up before it sends a request: in the job-bridge test files that was most 
 process imports the CLI once; every `aws` the bridge runs is a small client that hands its argv, environment,
 working directory, umask and its stdin/stdout/stderr to the server, which forks a child that runs the CLI's own
 `main()` on them (the installed awscli's code, as `.venv/bin/aws` runs it) and returns its exit status. botocore's
-JSON files and list of services are read in the server too, before the fork (_ParsedData).
+JSON files and list of services are read in the server too, before the fork (_ParsedData), and two pure checks
+botocore makes of every event handler are remembered there (_memoize_handler_checks).
 
 Faithful where the bridge's tests depend on it (tests/test_warm_aws_cli.py compares it with the real `aws`):
 output, exit status, pipes, relative paths, umask, and callers whose Python would start differently. A killed client (SIGKILL of the bridge's process group)
@@ -202,12 +203,45 @@ class _ParsedData:
                 self.services[(tuple(args[0]), args[1])] = self.list_services(loader, args[1])
 
 
+def _memoize_handler_checks() -> None:
+    """Two pure computations botocore repeats for each of a session's 400 event handlers, 0.03 s of a child's CPU:
+    an event name's alias (each session's EventAliaser keeps its own memo; here those with the standard aliases share
+    one per process) and whether a handler takes **kwargs (by its function: a bound method's answer is its
+    function's). Filled as the server creates the CLI once; every child inherits them."""
+    from botocore import hooks
+
+    aliases: dict[str, str] = {}
+    create_aliaser = hooks.EventAliaser.__init__
+
+    def aliaser(self, event_emitter, event_aliases=None) -> None:
+        create_aliaser(self, event_emitter, event_aliases)
+        if self._event_aliases is hooks.EVENT_ALIASES:
+            self._alias_name_cache = aliases
+
+    takes_kwargs: dict[object, bool] = {}
+    check = hooks.accepts_kwargs
+
+    def accepts_kwargs(func) -> bool:
+        key = getattr(func, "__func__", func)
+        try:
+            return takes_kwargs[key]
+        except KeyError:
+            takes_kwargs[key] = answer = check(func)  # the dict holds the function: its id is never reused
+            return answer
+        except TypeError:  # unhashable
+            return check(func)
+
+    hooks.EventAliaser.__init__ = aliaser
+    hooks.accepts_kwargs = accepts_kwargs
+
+
 def serve(path: str) -> None:
     before = startup()
     import awscli.clidriver
 
     data_path = os.environ["AWS_DATA_PATH"]
     parsed = _ParsedData(f"{path}.read")
+    _memoize_handler_checks()
     awscli.clidriver.create_clidriver()  # imports what the CLI imports lazily; its session is thrown away
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
