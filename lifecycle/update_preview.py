@@ -216,7 +216,7 @@ def preview(base: dict[str, Any] | None, target: dict[str, Any] | None, *, runni
     request = {"patch": {"cluster_name": after.cluster_name, "base": before.configuration,
                          "target": after.configuration, "running": running}}
     python = installed_python(new_version) if new_version else PCLUSTER_PYTHON  # the version both sides run
-    for row in ask_once(request, "us-east-1", use_cache=False, python=python)["changes"]:
+    for row in ask_once(request, "us-east-1", python=python)["changes"]:  # cached by content, as the validation
         key = f"{row['path']}.{row['key']}" if row["path"] else row["key"]
         result.changes.append(Change(key, row["old"], row["new"], row["policy"], row["check"], row["reason"],
                                      row["action"]))

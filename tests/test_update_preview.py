@@ -53,6 +53,23 @@ def test_static_fleet_resize_needs_queue_update_strategy_or_a_stop(base: dict):
     assert not result.has_errors
 
 
+def test_a_preview_asked_again_is_answered_by_content_without_a_worker(base: dict, monkeypatch):
+    """ParallelCluster's ConfigPatch answers are cached by content, as the validation's are (the key holds the
+    request, the worker's sources and the version's lock): hpc-deploy after hpc-update-preview starts no worker for
+    the same change, and any other change still asks ParallelCluster."""
+    from cluster_yaml import sidecar
+
+    first = preview(base, target(NUM_INSTANCES=4))
+
+    def no_worker(*args, **kwargs):
+        raise AssertionError("a ParallelCluster worker was started")
+
+    monkeypatch.setattr(sidecar, "PclusterProcess", no_worker)
+    assert preview(base, target(NUM_INSTANCES=4)).changes == first.changes
+    with pytest.raises(AssertionError, match="worker was started"):
+        preview(base, target(NUM_INSTANCES=4), running=False)
+
+
 def test_renaming_the_cluster_replaces_it(base: dict):
     result = preview(base, target(cluster_name="hpc-cluster-2"))
     assert result.replaced and result.has_errors
