@@ -111,12 +111,13 @@ def synth(**overrides: Any) -> Synthesized:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The files that start real servers take longest and run serially inside (one cluster per file): they go
-    first, the largest first, so under `make test` (pytest-xdist, one file per worker) they overlap the rest
-    instead of trailing it."""
+    first, then the files marked long (few tests, but long ones), then the rest, the largest first in each, so that
+    under `make test` (pytest-xdist, one file per worker) they overlap the rest instead of trailing it."""
     from collections import Counter
 
     per_file = Counter(item.path for item in items)
-    items.sort(key=lambda item: (item.get_closest_marker("servers") is None, -per_file[item.path]))
+    items.sort(key=lambda item: (item.get_closest_marker("servers") is None, item.get_closest_marker("long") is None,
+                                 -per_file[item.path]))
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,8 @@ import pytest
 
 from settings.context import REPO_ROOT
 
+pytestmark = pytest.mark.long  # the CDK CLI and app.py, whole
+
 CDK = REPO_ROOT / "node_modules" / ".bin" / "cdk"
 
 

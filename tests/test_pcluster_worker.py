@@ -14,6 +14,8 @@ from stacks.jsii_kernel import jsii_node_options
 from cluster_yaml import sidecar
 from cluster_yaml.simulation import simulate
 
+pytestmark = pytest.mark.long  # real dry runs in fresh ParallelCluster workers
+
 REGION = "us-east-1"
 
 

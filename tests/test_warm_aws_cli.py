@@ -18,6 +18,8 @@ import pytest
 from tests.job_bridge_cluster import BUCKET, s3_client, s3_server
 from tests.warm_aws_cli import REAL_AWS, warm_aws_cli
 
+pytestmark = pytest.mark.long  # the real AWS CLI beside the warm one, and kills timed in seconds
+
 
 @pytest.fixture(scope="module")
 def endpoint() -> Iterator[str]:
