@@ -68,11 +68,12 @@ system-deps:
 	fi
 
 # One file per worker (--dist loadfile): a file's synthesized variants and its local Slurm stay in one process.
-# One worker more than cores: the real-Slurm files spend much of their time waiting for jobs and timers.
+# Two workers more than cores: the two job-bridge files (and the other real-Slurm files) spend much of their time
+# waiting for jobs and timers.
 # --no-loadscope-reorder: files go out in the order tests/conftest.py sorts them (the real-server files first);
 # pytest-xdist would otherwise send the files with most tests first, and the job bridge's files started last.
 # --durations=15: every run ends with its 15 slowest tests (docs/performance.md).
-TEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
+TEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 2 )))
 test: install $(ALL_PCLUSTER_VERSIONS:%=.venv-pcluster-%/.installed) system-deps
 	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15
 
