@@ -67,6 +67,27 @@ def test_a_failed_download_is_not_submitted(cluster, store, tmp_path: Path):
     assert jobs_named(cluster, "job0014") == []
 
 
+def test_an_event_keeps_only_the_first_bytes_of_a_huge_state_file(cluster, store, tmp_path: Path):
+    """The submitter chooses the state file's size: the event reads it once, with its ETag, and keeps at most its
+    first 256 bytes on the head node (a state is one word), then removes them."""
+    kept = tmp_path / "kept"  # each state file the CLI wrote on the head node: its path and size
+    recording = tmp_path / "aws"
+    recording.write_text(f'#!/bin/bash\n{cluster["aws"]} "$@"\nstatus=$?\nfor arg in "$@"; do\n'
+                         f'  if [[ "$arg" == */staging/in.* && -f "$arg" ]]; then echo "$arg $(stat -c %s "$arg")" >> {kept}; fi\n'
+                         'done\nexit $status\n')
+    recording.chmod(0o755)
+    submit(store, tmp_path, "job-huge", "echo ok > result.txt\n")
+    store.s3.put_object(Bucket=BUCKET, Key=f"{CPREFIX}job-huge/job-aws-stat.txt",
+                        Body=b"FILE_UPLOAD\n" + b"#" * 8_000_000)
+    result = subprocess.run(["bash", str(SCRIPT), "submit", "--key", f"{CPREFIX}job-huge/job-aws-stat.txt"],
+                            env={**os.environ, "JOB_BRIDGE_CONF": conf_with(cluster, tmp_path, AWS=str(recording))},
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "could not read" not in result.stderr, result.stderr
+    assert final_state(store, "job-huge") == "JOB_COMPLETE"
+    [(path, size)] = [line.split() for line in kept.read_text().splitlines()]
+    assert 0 < int(size) <= 256 and not Path(path).exists()
+
+
 @pytest.mark.parametrize("name", ["my job", "team/x", "tab\there"])
 def test_odd_folder_names_get_job_error_from_the_sweep(cluster, store, name: str):
     store.s3.put_object(Bucket=BUCKET, Key=f"{CPREFIX}{name}/job-aws-run.sh", Body=b"#!/bin/bash\necho hi\n")

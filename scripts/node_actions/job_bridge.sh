@@ -350,8 +350,8 @@ is_new() {  # is_new KEY ETAG LAST_MODIFIED: true unless this upload of the stat
   [[ ! -f "$journal/seen" || "$(cat "$journal/seen")" != "$(token_of "$1" "$2" "$3")" ]]
 }
 
-handle_key() {  # handle_key KEY ETAG LAST_MODIFIED: a state-file object as listed or as in an event
-  local key="$1" folder token journal state
+handle_key() {  # handle_key KEY ETAG LAST_MODIFIED [BODY]: a state-file object as listed or as in an event (BODY:
+  local key="$1" folder token journal state  # its first bytes, already read with that ETag)
   [[ "$key" == "$PREFIX"*"/$STATE_FILE" ]] || return 0
   folder="${key#"$PREFIX"}"
   folder="${folder%"/$STATE_FILE"}"
@@ -359,7 +359,9 @@ handle_key() {  # handle_key KEY ETAG LAST_MODIFIED: a state-file object as list
   journal="$(journal_of "$folder")"
   [[ -f "$journal/seen" && "$(cat "$journal/seen")" == "$token" ]] && return 0  # nothing new
   lock_job "$journal"
-  if ! state="$("$AWS" s3 cp "s3://$BUCKET/$key" - 2> /dev/null | head -n 1 | tr -d '\r')"; then
+  if [[ -n "${4:-}" ]]; then
+    state="$(head -n 1 "$4" | tr -d '\r')"
+  elif ! state="$("$AWS" s3 cp "s3://$BUCKET/$key" - 2> /dev/null | head -n 1 | tr -d '\r')"; then
     log "$folder: could not read $STATE_FILE (retried by the next sweep)"
     return 0
   fi
@@ -428,6 +430,10 @@ finish() {  # finish JOURNAL JOBID SLURM_STATE REASON: final state, results firs
   [[ "$(cat "$journal/jobid" 2> /dev/null)" == "$2" ]] || return 0  # a newer upload took the folder over
   [[ "$(rank "$(cat "$journal/state" 2> /dev/null || echo FILE_UPLOAD)")" == 2 ]] && return 0
   name="$(cat "$journal/name")"
+  if [[ "$slurm_state" == COMPLETED && "$(cat "$journal/results" 2> /dev/null)" == uploaded ]]; then
+    set_state "$journal" "$name" JOB_COMPLETE  # only over our own last write (If-Match): a new upload stays
+    return
+  fi
   if ! state_is_ours "$journal" "$name"; then  # a new request of the folder: this run ends without writing over it
     log "$name: job $2 ended ($slurm_state) after a new upload of the folder: not written over it"
     if [[ "$slurm_state" == COMPLETED ]]; then echo JOB_COMPLETE; else echo JOB_FAILED; fi > "$journal/state"
@@ -501,12 +507,17 @@ cmd_submit() {  # cmd_submit --key KEY
   load_conf
   # Only this upload's folder is locked (lock_job): an event never waits for the sweep or for other folders,
   # and its work is bounded by its one upload. Everything else is the sweep's.
-  local meta
-  if meta="$("$AWS" s3api head-object --bucket "$BUCKET" --key "$2" --query '[ETag,LastModified]' --output text)"; then
-    isolated handle_key "$2" "${meta%%$'\t'*}" "${meta#*$'\t'}"
+  # One read gives the state and the ETag and time of that same upload; only its first bytes: a state file is one
+  # word, and a huge one must not fill the head node's disk.
+  local meta body
+  body="$(mktemp "$SPOOL/staging/in.XXXXXX")"
+  if meta="$("$AWS" s3api get-object --bucket "$BUCKET" --key "$2" --range bytes=0-255 "$body" \
+      --query '[ETag,LastModified]' --output text)"; then
+    isolated handle_key "$2" "${meta%%$'\t'*}" "${meta#*$'\t'}" "$body"
   else
     log "could not read $2 (the sweep retries)"
   fi
+  rm -f "$body"
 }
 
 cmd_sweep() {
