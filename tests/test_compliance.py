@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Annotations, Match
 
+from settings.context import REPO_ROOT
 from tests.conftest import BRIDGE, Synthesized, synth
 
 # Every context variant that changes which resources exist gets its own compliance run.
@@ -86,17 +89,55 @@ def cfn_lint(region: str) -> Any:
     return Runner(ConfigMixIn(regions=[region]))
 
 
-def test_cfn_lint_reports_no_errors(variant: Synthesized):
-    from cfnlint.decode import decode_str
+LINT_ANSWERS = REPO_ROOT / ".cache" / "cfn-lint"
 
+
+def cfn_lint_errors(template: str, region: str) -> list[str]:
+    """cfn-lint's E-findings on a template. They follow from the template, the region and cfn-lint's version alone,
+    so they are kept under those (as ParallelCluster's answers are): a warm run lints only the templates that changed,
+    and half of the variants share their PrereqStack (12 s of CPU a run)."""
+    import hashlib
+
+    from cfnlint.decode import decode_str
+    from cfnlint.version import __version__
+
+    key = hashlib.sha256("\0".join((__version__, region, template)).encode()).hexdigest()
+    answer = LINT_ANSWERS / f"{key}.json"
+    try:
+        return json.loads(answer.read_text())
+    except (OSError, ValueError):
+        pass
+    parsed, matches = decode_str(template)
+    matches = matches or list(cfn_lint(region).validate_template(parsed))
+    errors = [str(m) for m in matches if m.rule.id.startswith("E")]
+    LINT_ANSWERS.mkdir(parents=True, exist_ok=True)
+    written = answer.with_suffix(f".{os.getpid()}.tmp")  # readers see a whole answer or none
+    written.write_text(json.dumps(errors))
+    written.replace(answer)
+    return errors
+
+
+def test_cfn_lint_reports_no_errors(variant: Synthesized):
     for name, stack in variant.stacks.items():
-        template, matches = decode_str(json.dumps(variant.template(name).to_json()))
-        matches = matches or list(cfn_lint(stack.region).validate_template(template))
-        errors = [m for m in matches if m.rule.id.startswith("E")]
-        assert errors == [], f"{name}: " + "\n".join(str(m) for m in errors)
+        errors = cfn_lint_errors(json.dumps(variant.template(name).to_json()), stack.region)
+        assert errors == [], f"{name}: " + "\n".join(errors)
+
+
+def test_cfn_lint_answers_are_kept_by_template_and_found_for_a_broken_one(tmp_path, monkeypatch):
+    """A kept answer is one cfn-lint gave: the same template is answered alike, and a broken one is linted afresh."""
+    monkeypatch.setattr(sys.modules[__name__], "LINT_ANSWERS", tmp_path)
+    broken = {"Resources": {"Topic": {"Type": "AWS::SNS::Topic", "Properties": {"TopicName": 42, "Nope": 1}}}}
+    first = cfn_lint_errors(json.dumps(broken), "us-east-1")
+    assert any("Nope" in error for error in first), first
+    assert len(list(tmp_path.glob("*.json"))) == 1
+    assert cfn_lint_errors(json.dumps(broken), "us-east-1") == first
+    broken["Resources"]["Topic"]["Properties"].pop("Nope")
+    assert not any("Nope" in error for error in cfn_lint_errors(json.dumps(broken), "us-east-1"))
+    assert len(list(tmp_path.glob("*.json"))) == 2
 
 
 def test_parallelcluster_validates_the_synthesized_config_with_no_error(variant: Synthesized):
     """Synth raised on any ERROR; what ran is ParallelCluster's create-time validation, not a sample of it."""
     assert variant.deployment.validators >= 70, variant.deployment
     assert not [w for w in variant.deployment.warnings if " ERROR " in w]
+
