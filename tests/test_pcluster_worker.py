@@ -52,9 +52,23 @@ def errors(answer: dict) -> list[tuple[str, str]]:
     return sorted((f["type"], f["message"]) for r in answer["results"] for f in r["findings"] if f["level"] == "ERROR")
 
 
-def test_the_last_account_is_built_ahead_and_answers_as_a_fresh_one(deployment, tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def one_worker(deployment, tmp_path_factory) -> list[dict]:
+    """A worker with nothing to build ahead, asked for the default config, one with an unknown instance type, and
+    the default config again."""
+    account, [config] = deployment
+    unknown = copy.deepcopy(config)
+    unknown["HeadNode"]["InstanceType"] = "c5.99xlarge"
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setattr(sidecar, "CACHE_DIR", tmp_path_factory.mktemp("cache"))
+        with sidecar.PclusterProcess(REGION, warm=True) as process:
+            return [process.ask({"dryrun": {"region": REGION, "account": account, "clusters": [
+                {"name": "vanilla", "cluster_name": "hpc-cluster", "config": c}]}}) for c in (config, unknown, config)]
+
+
+def test_the_last_account_is_built_ahead_and_answers_as_a_fresh_one(deployment, one_worker, tmp_path, monkeypatch):
     account, configs = deployment
-    fresh = dry_run(account, configs, None, tmp_path, monkeypatch)
+    fresh = one_worker[0]  # the first answer of a worker that had nothing to build ahead
     ahead = dry_run(account, configs, account, tmp_path, monkeypatch)
     assert not fresh["timing"]["account_built_ahead"] and ahead["timing"]["account_built_ahead"]
     assert [r["findings"] for r in ahead["results"]] == [r["findings"] for r in fresh["results"]]
@@ -83,19 +97,9 @@ def test_an_unreadable_guess_is_ignored(deployment, tmp_path, monkeypatch):
     assert not answer["timing"]["account_built_ahead"] and errors(answer) == []
 
 
-def test_one_worker_answers_request_after_request_as_fresh_workers_do(deployment, tmp_path, monkeypatch):
+def test_one_worker_answers_request_after_request_as_fresh_workers_do(one_worker):
     """Answers from moto's packaged data (instance types and offerings) are reused within a worker."""
-    account, [config] = deployment
-    unknown = copy.deepcopy(config)
-    unknown["HeadNode"]["InstanceType"] = "c5.99xlarge"
-    monkeypatch.setattr(sidecar, "CACHE_DIR", tmp_path)
-
-    def request(cluster_config: dict) -> dict:
-        return {"dryrun": {"region": REGION, "account": account, "clusters": [
-            {"name": "vanilla", "cluster_name": "hpc-cluster", "config": cluster_config}]}}
-
-    with sidecar.PclusterProcess(REGION, warm=True) as process:
-        answers = [process.ask(request(c)) for c in (config, unknown, config)]
+    answers = one_worker
     assert errors(answers[0]) == errors(answers[2]) == []
     assert any(kind == "InstanceTypeValidator" and "c5.99xlarge" in message for kind, message in errors(answers[1]))
     assert answers[0]["results"][0]["findings"] == answers[2]["results"][0]["findings"]
