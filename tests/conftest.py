@@ -12,15 +12,16 @@ from stacks.jsii_kernel import jsii_node_options  # noqa: E402 - the V8 pool siz
 os.environ["NODE_OPTIONS"] = jsii_node_options(os.environ.get("NODE_OPTIONS", ""), os.cpu_count() or 1)
 
 from functools import lru_cache  # noqa: E402
-from typing import Any  # noqa: E402
+from typing import TYPE_CHECKING, Any  # noqa: E402
 
 import pytest  # noqa: E402
-from aws_cdk import App, Aspects, Stack  # noqa: E402
-from aws_cdk.assertions import Template  # noqa: E402
-from cdk_nag import AwsSolutionsChecks, NIST80053R5Checks  # noqa: E402
 
 from settings.context import shipped_context  # noqa: E402
-from stacks.app_builder import synthesize  # noqa: E402
+
+if TYPE_CHECKING:  # CDK is imported where an app is built: xdist's controller process loads this file too, and
+    # importing aws_cdk starts a jsii kernel there that nothing uses (a CPU-second at every start).
+    from aws_cdk import Stack
+    from aws_cdk.assertions import Template
 
 
 def _share_botocore_models() -> None:
@@ -61,6 +62,12 @@ class Synthesized:
     cluster config validated by ParallelCluster in the simulated account (as `cdk synth` does)."""
 
     def __init__(self, overrides: dict[str, Any]) -> None:
+        from aws_cdk import App, Aspects
+        from aws_cdk.assertions import Template
+        from cdk_nag import AwsSolutionsChecks, NIST80053R5Checks
+
+        from stacks.app_builder import synthesize
+
         context = {**shipped_context(), **overrides}
         self.app = App(context=context)
         Aspects.of(self.app).add(AwsSolutionsChecks(verbose=True))
