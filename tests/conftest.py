@@ -127,6 +127,28 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                                  -per_file[item.path]))
 
 
+# The files that synthesize every compliance variant (test_compliance.VARIANTS). Each worker builds the variants its
+# own files use, so with one file per worker these three built the same nine three times.
+COMPLIANCE_VARIANT_FILES = ("tests/test_compliance.py", "tests/test_provider_contract.py",
+                            "tests/test_lifecycle_reports.py")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadfile`, except that the files of COMPLIANCE_VARIANT_FILES are one unit: one worker runs them all and
+    synthesizes each variant once."""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class SharedVariants(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            file = super()._split_scope(nodeid)
+            return COMPLIANCE_VARIANT_FILES[0] if file in COMPLIANCE_VARIANT_FILES else file
+
+    return SharedVariants(config, log)
+
+
 @pytest.fixture(scope="session")
 def default_app() -> Synthesized:
     return synth()

@@ -15,7 +15,7 @@ import pytest
 from aws_cdk.assertions import Annotations, Match
 
 from settings.context import REPO_ROOT
-from tests.conftest import BRIDGE, Synthesized, synth
+from tests.conftest import BRIDGE, COMPLIANCE_VARIANT_FILES, Synthesized, synth
 
 # Every context variant that changes which resources exist gets its own compliance run.
 VARIANTS = {
@@ -141,3 +141,10 @@ def test_parallelcluster_validates_the_synthesized_config_with_no_error(variant:
     assert variant.deployment.validators >= 70, variant.deployment
     assert not [w for w in variant.deployment.warnings if " ERROR " in w]
 
+
+def test_every_file_that_synthesizes_the_variants_shares_their_worker():
+    """`make test` runs the files that import VARIANTS in one worker (conftest's scheduler), so each variant is
+    synthesized once: a new such file must be listed there too."""
+    users = {f"tests/{path.name}" for path in (REPO_ROOT / "tests").glob("test_*.py")
+             if "from tests.test_compliance import VARIANTS" in path.read_text()}
+    assert users | {"tests/test_compliance.py"} == set(COMPLIANCE_VARIANT_FILES)
