@@ -15,7 +15,7 @@ from typing import Any, Iterator
 import boto3
 import pytest
 
-from job_bridge.client import JobStore
+from job_bridge.client import STATE_FILE, JobStore
 from job_bridge.submitters import Submitter
 from settings.context import REPO_ROOT
 from tests.local_slurm import ensure_user, free_port, running, wait_for
@@ -118,7 +118,11 @@ def submit(store: JobStore, tmp_path: Path, name: str, script: str) -> None:
 def final_state(store: JobStore, name: str, timeout: float = 120) -> str:
     def done():
         """a final state"""
-        state = store.status(name)["state"]
+        # The state file alone, twice a second: status() reads three objects, and the job-bridge files poll for
+        # minutes (what status() shows is asserted where it matters).
+        text = store.read(name, STATE_FILE)
+        assert text is not None, f"no {STATE_FILE} for {name}"
+        state = text.splitlines()[0] if text else ""
         return state if state in ("JOB_COMPLETE", "JOB_FAILED", "JOB_ERROR") else None
     return wait_for(done, timeout=timeout)
 
