@@ -85,10 +85,10 @@ def last_account_file(region: str) -> Path:
 
 
 def remember_account(region: str, account: dict[str, Any]) -> None:
-    _write_atomically(last_account_file(region), json.dumps(account, default=str))
+    write_atomically(last_account_file(region), json.dumps(account, default=str))
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def write_atomically(path: Path, text: str) -> None:
     """Readers see the old file or the new one; two synths at once each write their own temporary file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(f".{os.getpid()}.tmp")
@@ -114,7 +114,7 @@ def cached(key: str) -> dict[str, Any] | None:
 
 
 def store(key: str, answer: dict[str, Any]) -> None:
-    _write_atomically(CACHE_DIR / f"{key}.json", json.dumps(answer))
+    write_atomically(CACHE_DIR / f"{key}.json", json.dumps(answer))
 
 
 class PclusterProcess:

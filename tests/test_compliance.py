@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import sys
 from functools import lru_cache
 from pathlib import Path
@@ -95,11 +94,13 @@ LINT_ANSWERS = REPO_ROOT / ".cache" / "cfn-lint"
 def cfn_lint_errors(template: str, region: str) -> list[str]:
     """cfn-lint's E-findings on a template. They follow from the template, the region and cfn-lint's version alone,
     so they are kept under those (as ParallelCluster's answers are): a warm run lints only the templates that changed,
-    and half of the variants share their PrereqStack (12 s of CPU a run)."""
+    and four of the nine variants share their PrereqStack (12 s of CPU a run)."""
     import hashlib
 
     from cfnlint.decode import decode_str
     from cfnlint.version import __version__
+
+    from cluster_yaml.sidecar import write_atomically
 
     key = hashlib.sha256("\0".join((__version__, region, template)).encode()).hexdigest()
     answer = LINT_ANSWERS / f"{key}.json"
@@ -110,10 +111,7 @@ def cfn_lint_errors(template: str, region: str) -> list[str]:
     parsed, matches = decode_str(template)
     matches = matches or list(cfn_lint(region).validate_template(parsed))
     errors = [str(m) for m in matches if m.rule.id.startswith("E")]
-    LINT_ANSWERS.mkdir(parents=True, exist_ok=True)
-    written = answer.with_suffix(f".{os.getpid()}.tmp")  # readers see a whole answer or none
-    written.write_text(json.dumps(errors))
-    written.replace(answer)
+    write_atomically(answer, json.dumps(errors))  # as the validation cache: readers see a whole answer or none
     return errors
 
 
