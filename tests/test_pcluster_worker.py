@@ -37,14 +37,18 @@ def without_ingress(account: dict) -> dict:
     return closed
 
 
+def dryrun_request(account: dict, configs: list[dict]) -> dict:
+    return {"dryrun": {"region": REGION, "account": account, "clusters": [
+        {"name": "vanilla", "cluster_name": "hpc-cluster", "config": config} for config in configs]}}
+
+
 def dry_run(account: dict, configs: list[dict], ahead: dict | None, tmp_path, monkeypatch) -> dict:
     monkeypatch.setattr(sidecar, "CACHE_DIR", tmp_path)
     sidecar.last_account_file(REGION).unlink(missing_ok=True)
     if ahead is not None:
         sidecar.remember_account(REGION, ahead)
     with sidecar.PclusterProcess(REGION, warm=True) as process:
-        answer = process.ask({"dryrun": {"region": REGION, "account": account, "clusters": [
-            {"name": "vanilla", "cluster_name": "hpc-cluster", "config": config} for config in configs]}})
+        answer = process.ask(dryrun_request(account, configs))
     return answer
 
 
@@ -62,8 +66,7 @@ def one_worker(deployment, tmp_path_factory) -> list[dict]:
     with pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.setattr(sidecar, "CACHE_DIR", tmp_path_factory.mktemp("cache"))
         with sidecar.PclusterProcess(REGION, warm=True) as process:
-            return [process.ask({"dryrun": {"region": REGION, "account": account, "clusters": [
-                {"name": "vanilla", "cluster_name": "hpc-cluster", "config": c}]}}) for c in (config, unknown, config)]
+            return [process.ask(dryrun_request(account, [c])) for c in (config, unknown, config)]
 
 
 def test_the_last_account_is_built_ahead_and_answers_as_a_fresh_one(deployment, one_worker, tmp_path, monkeypatch):
@@ -92,8 +95,7 @@ def test_an_unreadable_guess_is_ignored(deployment, tmp_path, monkeypatch):
     monkeypatch.setattr(sidecar, "CACHE_DIR", tmp_path)
     sidecar.last_account_file(REGION).write_text("{not json")
     with sidecar.PclusterProcess(REGION, warm=True) as process:
-        answer = process.ask({"dryrun": {"region": REGION, "account": account, "clusters": [
-            {"name": "vanilla", "cluster_name": "hpc-cluster", "config": configs[0]}]}})
+        answer = process.ask(dryrun_request(account, configs[:1]))
     assert not answer["timing"]["account_built_ahead"] and errors(answer) == []
 
 
