@@ -58,18 +58,20 @@ BRIDGE = {"job_bridge": True, "job_bridge_submitters": ["arn:aws:iam::1234567890
 
 class Synthesized:
     """An app built from cdk.json context plus overrides, checked by cdk-nag (AwsSolutions and NIST 800-53
-    rev 5), synthesized once, and its
-    cluster config validated by ParallelCluster in the simulated account (as `cdk synth` does)."""
+    rev 5) and CDK's template validation (its reports kept by content: tests/kept_template_validation.py),
+    synthesized once, and its cluster config validated by ParallelCluster in the simulated account (as `cdk synth`
+    does)."""
 
     def __init__(self, overrides: dict[str, Any]) -> None:
-        from aws_cdk import App, Aspects
+        from aws_cdk import Aspects
         from aws_cdk.assertions import Template
         from cdk_nag import AwsSolutionsChecks, NIST80053R5Checks
 
         from stacks.app_builder import synthesize
+        from tests.kept_template_validation import validated_app
 
         context = {**shipped_context(), **overrides}
-        self.app = App(context=context)
+        self.app = validated_app(context)
         Aspects.of(self.app).add(AwsSolutionsChecks(verbose=True))
         Aspects.of(self.app).add(NIST80053R5Checks(verbose=True))
         synthesis = self.synthesis = synthesize(self.app)

@@ -236,6 +236,7 @@ def test_the_validation_worker_lives_exactly_as_long_as_the_synthesis(tmp_path: 
     from settings.context import shipped_context
     from stacks.app_builder import synthesize
     from stacks.plan import plan
+    from tests.kept_template_validation import validated_app
 
     # ParallelCluster's answers the repository's cache holds, without the hints that let a synthesis skip the worker:
     # one must start, and it need not run a whole validation again when the answer is there.
@@ -253,9 +254,9 @@ def test_the_validation_worker_lives_exactly_as_long_as_the_synthesis(tmp_path: 
             raise RuntimeError("no space left on device")
         monkeypatch.setattr(App, "synth", broken)
         with pytest.raises(RuntimeError, match="no space left"):
-            synthesize(App(context=context, outdir=str(tmp_path / "out")), prepared)
+            synthesize(validated_app(context, outdir=str(tmp_path / "out")), prepared)
     else:
-        synthesize(App(context=context, outdir=str(tmp_path / "out")), prepared)
+        synthesize(validated_app(context, outdir=str(tmp_path / "out")), prepared)
     assert prepared.validation.worker is None and started.process.poll() is not None
 
 

@@ -57,12 +57,11 @@ def test_two_versions_side_by_side_on_one_prereq_stack(monkeypatch):
         return original(self, templates, **kwargs)
 
     monkeypatch.setattr(validation.Validation, "check_deployment", recording)
-    from aws_cdk import App
-
     from settings.context import shipped_context
     from stacks.app_builder import synthesize
+    from tests.kept_template_validation import validated_app
 
-    synthesis = synthesize(App(context={**shipped_context(), "clusters": BLUE_GREEN}))
+    synthesis = synthesize(validated_app({**shipped_context(), "clusters": BLUE_GREEN}))
     assert sorted(validated) == [("3.15.1", ["hpc-cluster"]), ("3.16.1", ["hpc-cluster-2"])]
     templates = {name: synthesis.template(name) for name in synthesis.stacks}
     assert set(templates) == {"PrereqStack", "ClusterStack", "ClusterStack-hpc-cluster-2"}
