@@ -73,9 +73,11 @@ system-deps:
 # --no-loadscope-reorder: files go out in the order tests/conftest.py sorts them (the real-server files first);
 # pytest-xdist would otherwise send the files with most tests first, and the job bridge's files started last.
 # --durations=15: every run ends with its 15 slowest tests (docs/performance.md).
+# PYTHONDONTWRITEBYTECODE emptied: where the shell sets it, every worker and every command a test runs compiled
+# this project's modules afresh and pytest rewrote every test file's asserts (__pycache__ is git-ignored).
 TEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 2 )))
 test: install $(ALL_PCLUSTER_VERSIONS:%=.venv-pcluster-%/.installed) system-deps
-	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15
+	PYTHONDONTWRITEBYTECODE= $(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15
 
 # Not a test: prints synth time vs a bare CDK app and the validation time, as ratios.
 benchmark: install

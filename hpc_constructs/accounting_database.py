@@ -97,7 +97,10 @@ class AccountingDatabase(Construct):
                                 resources=[function_logs.log_group_arn])])
         function = lambda_.Function(
             self, "UserFunction", runtime=lambda_.Runtime.PYTHON_3_14, handler="index.handler",
-            code=lambda_.Code.from_asset(str(USER_FUNCTION)), role=role, timeout=Duration.minutes(2),
+            # Only the source: Python's compiled copies beside it would change the asset's hash, so the
+            # function would look edited in `cdk diff` and be deployed again after any local run.
+            code=lambda_.Code.from_asset(str(USER_FUNCTION), exclude=["__pycache__", "*.pyc"]),
+            role=role, timeout=Duration.minutes(2),
             log_group=function_logs, description="Creates the MySQL user slurmdbd logs in as (Slurm accounting)")
         user = CustomResource(self, "SlurmdbdUser", service_token=function.function_arn,
                               resource_type="Custom::SlurmdbdUser", properties={

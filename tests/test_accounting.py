@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import py_compile
+from pathlib import Path
 
 import pytest
 from aws_cdk import App
 
+from hpc_constructs.accounting_database import USER_FUNCTION
 from settings.context import shipped_context
 from settings.errors import ConfigError, ConfigErrors
 from stacks.app_builder import synthesize
 from tests.conftest import Synthesized, synth
+from tests.kept_template_validation import validated_app
 
 ON = {"slurm_accounting": True, "secondary_availability_zone": "us-east-1b"}
 
@@ -117,3 +122,15 @@ def test_slurmdbd_waits_for_locks_as_parallelclusters_own_database_template(acco
     assert group["Properties"]["Parameters"] == {"innodb_lock_wait_timeout": "900"}
     [db] = template.find_resources("AWS::RDS::DBCluster").values()
     assert db["Properties"]["DBClusterParameterGroupName"] == {"Ref": logical}
+
+
+def test_the_function_ships_its_source_only_even_beside_compiled_copies():
+    # Any local import of index.py (its own tests do) leaves __pycache__ beside it; shipping that would change the
+    # asset's hash, so `cdk diff` would show the function edited and deploy it again.
+    source = USER_FUNCTION / "index.py"
+    py_compile.compile(str(source), cfile=importlib.util.cache_from_source(str(source)), doraise=True)
+    synthesis = synthesize(validated_app({**shipped_context(), **ON}))
+    [function] = [f for f in synthesis.template("PrereqStack")["Resources"].values()
+                  if f["Type"] == "AWS::Lambda::Function" and "slurmdbd" in f["Properties"].get("Description", "")]
+    staged = Path(synthesis.assembly.directory) / ("asset." + function["Properties"]["Code"]["S3Key"].removesuffix(".zip"))
+    assert sorted(path.name for path in staged.iterdir()) == ["index.py"]
