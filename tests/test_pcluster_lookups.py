@@ -11,6 +11,7 @@ import re
 import subprocess
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -98,9 +99,10 @@ def account(default_app) -> dict:
             "private": simulation.values["PrimaryPrivateSubnet"], "key": simulation.values["KeyPairName"]}
 
 
-def in_simulator(account: dict, tmp_path: Path, body: str) -> dict:
-    """Runs ``body`` in the ParallelCluster venv with ``sim`` (a SimulatedAccount of ``account``) and ``config``; the
-    snippet sets ``result``, printed back as JSON."""
+def in_simulator(account: dict, tmp_path: Path, bodies: dict[str, str]) -> dict[str, Any]:
+    """Runs each of ``bodies`` in the ParallelCluster venv, in one process (its imports cost 3-4 s of CPU), with
+    ``config``; a body sets ``sim`` (its SimulatedAccount of ``account``) and ``result``. Before the next body,
+    sim's moto stops and what the body changed of SimulatedAccount is put back. Returns each body's result."""
     config = json.loads(json.dumps(PLACEMENT_GROUP_CONFIG).replace("PUBLIC", account["public"])
                         .replace("PRIVATE", account["private"]).replace('"KEY"', json.dumps(account["key"])))
     (tmp_path / "input.json").write_text(json.dumps({"account": account["account"], "config": config}))
@@ -110,23 +112,51 @@ def in_simulator(account: dict, tmp_path: Path, body: str) -> dict:
         import account as pcluster_account
         data = json.load(open(sys.argv[1]))
         config = data["config"]
-    ''') + textwrap.dedent(body) + "\nprint(json.dumps(result))\n"
+        results = {}
+        original = dict(vars(pcluster_account.SimulatedAccount))
+    ''')
+    for name, body in bodies.items():
+        script += f"def {name}():\n" + textwrap.indent(textwrap.dedent(body), "    ") + "    return result, sim\n"
+        script += textwrap.dedent(f'''
+            results[{name!r}], sim = {name}()
+            sim.mock.stop()  # the next body's account starts from empty backends
+            for key in set(vars(pcluster_account.SimulatedAccount)) - set(original):
+                delattr(pcluster_account.SimulatedAccount, key)
+            for key, value in original.items():
+                if vars(pcluster_account.SimulatedAccount).get(key) is not value:
+                    setattr(pcluster_account.SimulatedAccount, key, value)
+        ''')
+    script += "print(json.dumps(results))\n"
     done = subprocess.run([str(PCLUSTER_PYTHON), "-c", script, str(tmp_path / "input.json")], capture_output=True,
                           text=True, cwd=REPO_ROOT, env=offline_env("us-east-1"), timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_a_lookup_the_simulation_cannot_answer_is_a_warning_naming_the_key(account, tmp_path):
-    # Without its placement-group handler the simulation has no answer (moto implements no placement groups):
-    # ParallelCluster's validator must not turn that into an ERROR, nor the check into a crash.
-    result = in_simulator(account, tmp_path, '''
+@pytest.fixture(scope="module")
+def gaps(account, tmp_path_factory) -> dict[str, Any]:
+    """The simulation without its placement-group handler (moto implements no placement groups), and with a
+    placement-group stand-in that fails."""
+    return in_simulator(account, tmp_path_factory.mktemp("gaps"), {"unanswered_lookup": '''
         del pcluster_account.SimulatedAccount._on_ec2_DescribePlacementGroups
         sim = pcluster_account.SimulatedAccount("us-east-1")
         sim.prepare(data["account"])
         sim.stand_ins(config)
         result = sim.dry_run("hpc-cluster", config)
-    ''')
+    ''', "failing_stand_in": '''
+        def broken(self, value, parent, queue):
+            raise RuntimeError("simulated gap")
+        pcluster_account.SimulatedAccount._stand_in_placement_group = broken
+        sim = pcluster_account.SimulatedAccount("us-east-1")
+        sim.prepare(data["account"])
+        result = sim.stand_ins(config)
+    '''})
+
+
+def test_a_lookup_the_simulation_cannot_answer_is_a_warning_naming_the_key(gaps):
+    # Without the handler the simulation has no answer: ParallelCluster's validator must not turn that into an
+    # ERROR, nor the check into a crash.
+    result = gaps["unanswered_lookup"]
     findings = [f for f in result["findings"] if f["type"] == "PlacementGroupNamingValidator"]
     assert findings and all(f["level"] == "WARNING" for f in findings), result["findings"]
     assert "not checked offline: PlacementGroupNamingValidator needs" in findings[0]["message"]
@@ -134,16 +164,8 @@ def test_a_lookup_the_simulation_cannot_answer_is_a_warning_naming_the_key(accou
     assert not [f for f in result["findings"] if f["level"] == "ERROR"]
 
 
-def test_a_stand_in_that_fails_is_announced_not_a_crash(account, tmp_path):
-    result = in_simulator(account, tmp_path, '''
-        def broken(self, value, parent, queue):
-            raise RuntimeError("simulated gap")
-        pcluster_account.SimulatedAccount._stand_in_placement_group = broken
-        sim = pcluster_account.SimulatedAccount("us-east-1")
-        sim.prepare(data["account"])
-        result = sim.stand_ins(config)
-    ''')
-    [stand_in] = result
+def test_a_stand_in_that_fails_is_announced_not_a_crash(gaps):
+    [stand_in] = gaps["failing_stand_in"]
     assert stand_in["path"][-1] == "Name" and stand_in["value"] == "team-pg"
     assert "could not stand in for it (RuntimeError: simulated gap)" in stand_in["note"]
 

@@ -58,13 +58,14 @@ def errors(answer: dict) -> list[tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def one_worker(deployment, tmp_path_factory) -> list[dict]:
-    """A worker with nothing to build ahead, asked for the default config, one with an unknown instance type, and
-    the default config again."""
+    """A worker with nothing to build ahead (its guess of the account is unreadable), asked for the default config,
+    one with an unknown instance type, and the default config again."""
     account, [config] = deployment
     unknown = copy.deepcopy(config)
     unknown["HeadNode"]["InstanceType"] = "c5.99xlarge"
     with pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.setattr(sidecar, "CACHE_DIR", tmp_path_factory.mktemp("cache"))
+        sidecar.last_account_file(REGION).write_text("{not json")
         with sidecar.PclusterProcess(REGION, warm=True) as process:
             return [process.ask(dryrun_request(account, [c])) for c in (config, unknown, config)]
 
@@ -90,12 +91,8 @@ def test_a_stale_guess_never_reaches_the_answer(deployment, tmp_path, monkeypatc
     assert not asked_open["timing"]["account_built_ahead"] and errors(asked_open) == []
 
 
-def test_an_unreadable_guess_is_ignored(deployment, tmp_path, monkeypatch):
-    account, configs = deployment
-    monkeypatch.setattr(sidecar, "CACHE_DIR", tmp_path)
-    sidecar.last_account_file(REGION).write_text("{not json")
-    with sidecar.PclusterProcess(REGION, warm=True) as process:
-        answer = process.ask(dryrun_request(account, configs[:1]))
+def test_an_unreadable_guess_is_ignored(one_worker):
+    answer = one_worker[0]  # the worker found "{not json" where its guess of the account belongs
     assert not answer["timing"]["account_built_ahead"] and errors(answer) == []
 
 
