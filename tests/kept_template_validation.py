@@ -101,9 +101,10 @@ def _shared() -> KeptTemplateValidation:
     return KeptTemplateValidation()
 
 
-def validated_app(context: dict[str, Any], **props: Any) -> App:
-    """An App that validates its templates as `cdk synth` does, answering templates seen before from the kept
-    reports (one stand-in per process, so that its engine starts at most once)."""
+def validated_app(context: dict[str, Any], plugin: IPolicyValidationPlugin | None = None, **props: Any) -> App:
+    """An App that validates its templates as `cdk synth` does, through ``plugin`` in place of the one CDK registers
+    itself: by default the stand-in that answers templates seen before from the kept reports (one per process, so
+    that its engine starts at most once)."""
     app = App(context=context, builtin_cloud_formation_validation=False, **props)
-    Validations.of(app).add_plugins(_shared())
+    Validations.of(app).add_plugins(plugin or _shared())
     return app

@@ -132,5 +132,6 @@ def test_the_function_ships_its_source_only_even_beside_compiled_copies():
     synthesis = synthesize(validated_app({**shipped_context(), **ON}))
     [function] = [f for f in synthesis.template("PrereqStack")["Resources"].values()
                   if f["Type"] == "AWS::Lambda::Function" and "slurmdbd" in f["Properties"].get("Description", "")]
-    staged = Path(synthesis.assembly.directory) / ("asset." + function["Properties"]["Code"]["S3Key"].removesuffix(".zip"))
+    asset = function["Properties"]["Code"]["S3Key"].removesuffix(".zip")
+    staged = Path(synthesis.assembly.directory) / f"asset.{asset}"
     assert sorted(path.name for path in staged.iterdir()) == ["index.py"]

@@ -7,18 +7,23 @@ import re
 from pathlib import Path
 
 import pytest
-from aws_cdk import App, CfnResource, CloudFormationValidatePlugin, Stack, Validations
+from aws_cdk import App, CfnResource, CloudFormationValidatePlugin, Stack
 
 from settings.context import shipped_context
 from tests.kept_template_validation import KeptTemplateValidation, validated_app
 
 
-def _synth(app: App) -> tuple[str, str]:
-    """What a user sees of the validation: the synthesis's error and CDK's report file, paths made neutral."""
-    # Neither passes: a subnet in a VPC id of the wrong form is an error, its hard-coded zone a warning.
+def _subnet(app: App, vpc_id: str = "vpc-1", zone: str = "us-east-1a") -> App:
+    """By default neither passes: a VPC id of the wrong form is an error, a hard-coded zone a warning."""
     stack = Stack(app, "Checked", env={"account": "123456789012", "region": "us-east-1"})
     CfnResource(stack, "Subnet", type="AWS::EC2::Subnet",
-                properties={"VpcId": "vpc-1", "CidrBlock": "10.0.0.0/24", "AvailabilityZone": "us-east-1a"})
+                properties={"VpcId": vpc_id, "CidrBlock": "10.0.0.0/24", "AvailabilityZone": zone})
+    return app
+
+
+def _synth(app: App) -> tuple[str, str]:
+    """What a user sees of the validation: the synthesis's error and CDK's report file, paths made neutral."""
+    _subnet(app)
     with pytest.raises(RuntimeError) as failure:
         app.synth()
     [report_file] = re.findall(r"found in: (\S+validation-report\.json)", str(failure.value))
@@ -34,9 +39,7 @@ def engine() -> CloudFormationValidatePlugin:
 def test_a_kept_report_fails_the_synthesis_as_cdks_own_plugin(tmp_path, engine: CloudFormationValidatePlugin):
     context = shipped_context()  # cdk.json turns the plugin's errors into a failed synthesis
     # CDK's own plugin, the class App registers by itself, registered by hand to share the file's engine.
-    app = App(context=context, builtin_cloud_formation_validation=False)
-    Validations.of(app).add_plugins(engine)
-    built_in = _synth(app)
+    built_in = _synth(validated_app(context, engine))
     assert "E1151" in built_in[0] and "W3010" in built_in[0]  # the error and the warning are CDK's to report
 
     started: list[CloudFormationValidatePlugin] = []
@@ -47,9 +50,7 @@ def test_a_kept_report_fails_the_synthesis_as_cdks_own_plugin(tmp_path, engine: 
 
     answers = []
     for _ in range(2):  # the first runs the engine and keeps its report, the second reads it
-        app = App(context=context, builtin_cloud_formation_validation=False)
-        Validations.of(app).add_plugins(KeptTemplateValidation(tmp_path, start))
-        answers.append(_synth(app))
+        answers.append(_synth(validated_app(context, KeptTemplateValidation(tmp_path, start))))
     assert answers == [built_in, built_in]
     assert len(started) == 1 and len(list(tmp_path.glob("*.json"))) == 1
 
@@ -58,12 +59,7 @@ def test_an_edited_template_is_validated_afresh(tmp_path, engine: CloudFormation
     kept = KeptTemplateValidation(tmp_path, lambda: engine)
 
     def synth(zone: str) -> None:
-        app = App(context=shipped_context(), builtin_cloud_formation_validation=False)
-        Validations.of(app).add_plugins(kept)
-        stack = Stack(app, "Checked", env={"account": "123456789012", "region": "us-east-1"})
-        CfnResource(stack, "Subnet", type="AWS::EC2::Subnet", properties={
-            "VpcId": "vpc-0123456789abcdef0", "CidrBlock": "10.0.0.0/24", "AvailabilityZone": zone})
-        app.synth()
+        _subnet(validated_app(shipped_context(), kept), vpc_id="vpc-0123456789abcdef0", zone=zone).synth()
 
     synth("us-east-1a")
     synth("us-east-1b")
